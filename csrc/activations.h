@@ -1,0 +1,149 @@
+// The math of every activation, written once for the CPU (SIMD vectors) and
+// CUDA (scalars). Each activation is a struct with two static templates:
+//   forward(x)      -> f(x)
+//   backward(dy, x) -> dy * f'(x)
+// T is the computation type: float or double, or an at::vec::Vectorized of
+// them on the CPU. Primitives (exp, erfc, ...) come from Math<T>, so the same
+// formula compiles to Sleef vectors on the CPU and libdevice on the GPU.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+
+namespace fused_acts {
+
+template <typename T>
+struct Math;
+
+// normcdf(x) is the standard normal CDF, 0.5·erfc(−x/√2).
+template <>
+struct Math<float> {
+  static C10_HOST_DEVICE float exp(float x) { return ::expf(x); }
+  static C10_HOST_DEVICE float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
+  static C10_HOST_DEVICE float normcdf(float x) {
+#ifdef __CUDA_ARCH__
+    return ::normcdff(x);
+#else
+    return 0.5f * ::erfcf(x * -0.70710678f);
+#endif
+  }
+  static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
+  static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
+  static C10_HOST_DEVICE float where(bool c, float a, float b) { return c ? a : b; }
+  template <typename scalar_t>
+  static C10_HOST_DEVICE float round_to(float x) {
+    return static_cast<float>(static_cast<scalar_t>(x));
+  }
+};
+
+template <>
+struct Math<double> {
+  static C10_HOST_DEVICE double exp(double x) { return ::exp(x); }
+  static C10_HOST_DEVICE double fma(double a, double b, double c) { return ::fma(a, b, c); }
+  static C10_HOST_DEVICE double normcdf(double x) {
+#ifdef __CUDA_ARCH__
+    return ::normcdf(x);
+#else
+    return 0.5 * ::erfc(x * -0.70710678118654752440);
+#endif
+  }
+  static C10_HOST_DEVICE double min(double a, double b) { return ::fmin(a, b); }
+  static C10_HOST_DEVICE double clamp(double x, double lo, double hi) { return ::fmin(::fmax(x, lo), hi); }
+  static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
+  template <typename scalar_t>
+  static C10_HOST_DEVICE double round_to(double x) { return x; }
+};
+
+// SiLU keeps eager's formulas exactly, so results match eager bit for bit.
+struct SiluAct {
+  template <typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    return x / (T(1) + Math<T>::exp(-x));
+  }
+  template <typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    const T s = T(1) / (T(1) + Math<T>::exp(-x));
+    return dy * s * (T(1) + x * (T(1) - s));
+  }
+};
+
+// gelu(x) = x·Φ(x) and gelu'(x) = Φ(x) + x·φ(x), with Φ and φ the standard
+// normal CDF and density. Eager's 1 + erf(x/√2) cancels as x → −∞, losing
+// all precision there; Φ from normcdf keeps it.
+struct GeluErfAct {
+  static constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+
+  // φ(x). x² is split into x2 + err exactly (fma), so exp's argument carries
+  // no rounding: that rounding would cost x²/2 ulps in the tail. φ(±40) is 0
+  // even in double; the clamp keeps x² and its error finite.
+  template <typename T>
+  static C10_HOST_DEVICE T normpdf(T x) {
+    x = Math<T>::clamp(x, T(-40), T(40));
+    const T x2 = x * x;
+    const T err = Math<T>::fma(x, x, -x2);
+    const T e = Math<T>::exp(T(-0.5) * x2);
+    return Math<T>::fma(T(-0.5) * err, e, e) * T(kInvSqrt2Pi);
+  }
+  template <typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    return x * Math<T>::normcdf(x);
+  }
+  template <typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    return dy * (Math<T>::normcdf(x) + x * normpdf(x));
+  }
+};
+
+// 0.5·x·(1 + tanh(u)) = x·sigmoid(2u) with u = √(2/π)·(x + 0.044715·x³):
+// one exp instead of a tanh, and no cancellation as tanh(u) → −1.
+struct GeluTanhAct {
+  static constexpr double kTwoBeta = 2 * 0.79788456080286535588;  // 2·√(2/π)
+  static constexpr double kKappa = 0.044715;
+
+  template <typename T>
+  static C10_HOST_DEVICE T exp_minus_two_u(T x) {
+    return Math<T>::exp(T(-kTwoBeta) * (x + T(kKappa) * x * x * x));
+  }
+  template <typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    return x / (T(1) + exp_minus_two_u(x));
+  }
+  template <typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    const T e = exp_minus_two_u(x);
+    const T s = T(1) / (T(1) + e);
+    // 1 − s = e·s, which stays exact where s → 1; e·s is nan once e = inf.
+    const T one_minus_s = Math<T>::where(e < T(1), e * s, T(1) - s);
+    // s·(1 − s) is already 0 past |x| = 20; the clamp keeps x² from overflowing into 0·inf.
+    const T x_clamped = Math<T>::clamp(x, T(-20), T(20));
+    const T du_dx = T(kTwoBeta) * (T(1) + T(3 * kKappa) * x_clamped * x_clamped);
+    return dy * (s + x * s * one_minus_s * du_dx);
+  }
+};
+
+// With n = e^x and w = n(n + 2): tanh(softplus(x)) = w / (w + 2), and
+// mish'(x) = w/d + 4x·n(n + 1)/d² with d = w + 2. One exp, no log1p or tanh.
+// Past x = 20, tanh(softplus(x)) rounds to 1 even in double, so n is capped
+// there to keep d² finite.
+struct MishAct {
+  static constexpr double kCap = 20;
+
+  template <typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    const T n = Math<T>::exp(Math<T>::min(x, T(kCap)));
+    const T w = n * (n + T(2));
+    return x * (w / (w + T(2)));
+  }
+  template <typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    const T n = Math<T>::exp(Math<T>::min(x, T(kCap)));
+    const T w = n * (n + T(2));
+    const T r = T(1) / (w + T(2));
+    const T slope = r * (w + T(4) * x * n * (n + T(1)) * r);
+    // Past the cap mish' is 1; x·0 keeps eager's nan at +inf.
+    return dy * Math<T>::where(x <= T(kCap), slope, T(1) + x * T(0));
+  }
+};
+
+}  // namespace fused_acts

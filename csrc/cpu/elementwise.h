@@ -1,0 +1,84 @@
+// The CPU engine: runs any functor from elementwise_functors.h over
+// ElementwiseArgs, SIMD-vectorized and split across threads by
+// at::parallel_for. Half types load as float vectors, compute in float and
+// round once on store.
+#pragma once
+
+#include "vec_math.h"
+#include "../elementwise_args.h"
+
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+namespace fused_acts::cpu {
+
+using at::vec::Vectorized;
+
+// Elements per task, as ATen's TensorIterator uses: below this, threads cost more than they save.
+constexpr int64_t kGrainSize = 32768;
+
+// Applies fn lane-wise to storage-dtype vectors, in opmath.
+template <typename scalar_t, int NIn, int NOut, typename Fn>
+inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn], Vectorized<scalar_t> (&out)[NOut]) {
+  if constexpr (std::is_same_v<at::opmath_type<scalar_t>, scalar_t>) {
+    fn(in, out);
+  } else {
+    // A vector of 16-bit values widens into two float vectors.
+    Vectorized<float> lo[NIn], hi[NIn], out_lo[NOut], out_hi[NOut];
+    for (int k = 0; k < NIn; ++k) {
+      std::tie(lo[k], hi[k]) = at::vec::convert_to_float<scalar_t>(in[k]);
+    }
+    fn(lo, out_lo);
+    fn(hi, out_hi);
+    for (int k = 0; k < NOut; ++k) {
+      out[k] = at::vec::convert_from_float<scalar_t>(out_lo[k], out_hi[k]);
+    }
+  }
+}
+
+// n unit-stride elements from each operand's pointer. The tail goes through
+// the same vector code (partial loads), so every element gets the same
+// rounding wherever it sits.
+template <typename scalar_t, int NIn, int NOut, typename Fn>
+inline void run_segment(const Fn& fn, const scalar_t* const (&in)[NIn], scalar_t* const (&out)[NOut], int64_t n) {
+  using Vec = Vectorized<scalar_t>;
+  auto step = [&](int64_t i, int64_t count) {
+    Vec in_vec[NIn], out_vec[NOut];
+    for (int k = 0; k < NIn; ++k) in_vec[k] = Vec::loadu(in[k] + i, count);
+    apply_in_opmath<scalar_t>(fn, in_vec, out_vec);
+    for (int k = 0; k < NOut; ++k) out_vec[k].store(out[k] + i, count);
+  };
+  // Two independent vectors per iteration overlap their long exp chains.
+  int64_t i = 0;
+  for (; i + 2 * Vec::size() <= n; i += 2 * Vec::size()) {
+    step(i, Vec::size());
+    step(i + Vec::size(), Vec::size());
+  }
+  for (; i < n; i += Vec::size()) step(i, std::min<int64_t>(Vec::size(), n - i));
+}
+
+template <typename scalar_t, int NIn, int NOut, typename Fn>
+void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
+  const int64_t cols = args.cols;
+  at::parallel_for(0, args.rows * cols, kGrainSize, [&](int64_t begin, int64_t end) {
+    // A thread's range may start and end mid-row; walk it one row piece at a time.
+    for (int64_t i = begin; i < end;) {
+      const int64_t row = i / cols, col = i % cols;
+      const int64_t n = std::min(cols - col, end - i);
+      const scalar_t* in[NIn];
+      scalar_t* out[NOut];
+      for (int k = 0; k < NIn; ++k) {
+        in[k] = static_cast<const scalar_t*>(args.in[k]) + row * args.in_row_stride[k] + col;
+      }
+      for (int k = 0; k < NOut; ++k) {
+        out[k] = static_cast<scalar_t*>(args.out[k]) + row * args.out_row_stride[k] + col;
+      }
+      run_segment<scalar_t>(fn, in, out, n);
+      i += n;
+    }
+  });
+}
+
+}  // namespace fused_acts::cpu

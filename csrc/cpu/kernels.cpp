@@ -1,0 +1,21 @@
+// CPU kernels for every op. Built once per CPU capability (see setup.py);
+// fused_acts loads the build that matches torch's own CPU capability.
+#include "elementwise.h"
+#include "../op_kernels.h"
+
+#include <ATen/Dispatch.h>
+
+namespace fused_acts {
+
+struct CpuBackend {
+  template <template <typename, typename> class Kernel, typename Act, int NIn, int NOut>
+  static void launch(const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts", [&] {
+      cpu::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{});
+    });
+  }
+};
+
+TORCH_LIBRARY_IMPL(fused_acts, CPU, m) { register_kernels<CpuBackend>(m); }
+
+}  // namespace fused_acts

@@ -1,0 +1,55 @@
+// How each kind of op combines an activation's math: one functor per kernel,
+// shared by the CPU and CUDA engines. Each maps kIn opmath values (scalars or
+// SIMD vectors) to kOut values; scalar_t is the storage dtype, needed where
+// eager rounds an intermediate to it.
+#pragma once
+
+#include "activations.h"
+
+namespace fused_acts {
+
+template <typename Act, typename scalar_t>
+struct UnaryForward {
+  static constexpr int kIn = 1, kOut = 1;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    out[0] = Act::forward(in[0]);
+  }
+};
+
+// in: grad_out, x.
+template <typename Act, typename scalar_t>
+struct UnaryBackward {
+  static constexpr int kIn = 2, kOut = 1;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    out[0] = Act::backward(in[0], in[1]);
+  }
+};
+
+// in: gate, up. Eager rounds act(gate) to the storage dtype before the
+// multiply; so do we, to give the same result.
+template <typename Act, typename scalar_t>
+struct GatedForward {
+  static constexpr int kIn = 2, kOut = 1;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    out[0] = Math<T>::template round_to<scalar_t>(Act::forward(in[0])) * in[1];
+  }
+};
+
+// in: grad_out, gate, up. out: grad_gate, grad_up, both from one read of
+// each input. grad_gate is act's backward with upstream grad_out·up, kept in
+// opmath rather than rounded as eager's separate mul does.
+template <typename Act, typename scalar_t>
+struct GatedBackward {
+  static constexpr int kIn = 3, kOut = 2;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    const T dy = in[0], gate = in[1], up = in[2];
+    out[0] = Act::backward(dy * up, gate);
+    out[1] = dy * Math<T>::template round_to<scalar_t>(Act::forward(gate));
+  }
+};
+
+}  // namespace fused_acts

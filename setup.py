@@ -1,0 +1,129 @@
+"""Builds fused_acts' compiled kernels.
+
+- ``fused_acts._C``: the op schemas, plus the CUDA kernels when CUDA is built.
+- ``fused_acts._cpu_<capability>``: the CPU kernels, once per SIMD level
+  (default, avx2, avx512 on x86-64); at import, fused_acts loads the one that
+  matches torch's own CPU capability.
+
+Environment:
+- ``FUSED_ACTS_CUDA=0/1`` forces CUDA off or on; by default CUDA is built
+  when torch has CUDA and a CUDA toolkit is found.
+- ``CUDA_HOME`` points at the toolkit; otherwise nvcc on PATH (when it sits in
+  a real toolkit) or /usr/local/cuda.
+- ``TORCH_CUDA_ARCH_LIST`` picks the GPU targets (default: 8.0;9.0+PTX).
+"""
+
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent.resolve()
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def _is_toolkit(path):
+    """A toolkit root has nvcc and the runtime headers side by side."""
+    path = Path(path)
+    return (path / "bin" / "nvcc").exists() and (path / "include" / "cuda_runtime.h").exists()
+
+
+def find_cuda_home():
+    """torch guesses the toolkit from nvcc's location, which is wrong when nvcc
+    is a wrapper script outside the toolkit (as /usr/local/bin/nvcc can be)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(Path(nvcc).resolve().parent.parent)
+    candidates.append("/usr/local/cuda")
+    for candidate in candidates:
+        if candidate and _is_toolkit(candidate):
+            return str(Path(candidate).resolve())
+    return None
+
+
+def want_cuda(cuda_home):
+    import torch
+
+    forced = os.environ.get("FUSED_ACTS_CUDA")
+    if forced is not None and forced not in ("0", "1"):
+        sys.exit(f"FUSED_ACTS_CUDA must be 0 or 1, got {forced!r}")
+    if forced == "0":
+        return False
+    available = torch.version.cuda is not None and cuda_home is not None
+    if forced == "1" and not available:
+        sys.exit(
+            "FUSED_ACTS_CUDA=1 but CUDA cannot be built: "
+            f"torch.version.cuda={torch.version.cuda}, CUDA toolkit={cuda_home}"
+        )
+    return available
+
+
+def cpu_capabilities():
+    """(name, flags) for each SIMD level that the CPU kernels are built for."""
+    levels = [("default", ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"])]
+    if platform.machine() in ("x86_64", "AMD64"):
+        levels.append(("avx2", ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2",
+                                "-mavx2", "-mfma", "-mf16c"]))
+        levels.append(("avx512", ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512",
+                                  "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                                  "-mavx2", "-mfma", "-mf16c"]))
+    return levels
+
+
+def extensions(cuda_home):
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    cxx_flags = ["-O3", "-fvisibility=hidden"]
+    exts = []
+    if want_cuda(cuda_home):
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        print(f"fused_acts: building CUDA kernels with {cuda_home} "
+              f"for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+        exts.append(CUDAExtension(
+            "fused_acts._C",
+            ["csrc/schemas.cpp", "csrc/cuda/kernels.cu"],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        ))
+    else:
+        print("fused_acts: building without CUDA kernels")
+        exts.append(CppExtension("fused_acts._C", ["csrc/schemas.cpp"], extra_compile_args=cxx_flags))
+    for name, flags in cpu_capabilities():
+        # at::parallel_for is inline OpenMP: without -fopenmp it runs serially.
+        exts.append(CppExtension(
+            f"fused_acts._cpu_{name}", ["csrc/cpu/kernels.cpp"],
+            extra_compile_args=cxx_flags + flags + ["-fopenmp"],
+            extra_link_args=["-fopenmp"],
+        ))
+    return exts
+
+
+def main():
+    cuda_home = find_cuda_home()
+    if cuda_home:
+        os.environ["CUDA_HOME"] = cuda_home
+    # Imported only now: torch.utils.cpp_extension reads CUDA_HOME at import.
+    from torch.utils.cpp_extension import BuildExtension
+
+    # setuptools compiles each extension's objects into one build folder by
+    # source path; the per-capability builds of one source need their own.
+    class Build(BuildExtension):
+        def build_extension(self, ext):
+            build_temp = self.build_temp
+            self.build_temp = os.path.join(build_temp, ext.name)
+            try:
+                super().build_extension(ext)
+            finally:
+                self.build_temp = build_temp
+
+    setup(
+        ext_modules=extensions(cuda_home),
+        cmdclass={"build_ext": Build.with_options(use_ninja=shutil.which("ninja") is not None)},
+    )
+
+
+if __name__ == "__main__":
+    main()

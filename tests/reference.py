@@ -1,0 +1,73 @@
+"""Eager and float64 references for every activation.
+
+The float64 references use forms that stay accurate in the tails (erfc rather
+than 1 + erf, sigmoid(−x) rather than 1 − sigmoid(x)), so they can judge
+eager PyTorch as well as fused_acts.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import fused_acts
+
+BETA = math.sqrt(2 / math.pi)
+KAPPA = 0.044715
+
+
+def _gelu_tanh_parts(x):
+    two_u = 2 * BETA * (x + KAPPA * x**3)
+    return torch.sigmoid(two_u), torch.sigmoid(-two_u), 2 * BETA * (1 + 3 * KAPPA * x * x)
+
+
+def ref_forward(name, x):
+    x = x.double()
+    if name == "silu":
+        return x * torch.sigmoid(x)
+    if name == "gelu":
+        return x * 0.5 * torch.special.erfc(-x / math.sqrt(2))
+    if name == "gelu_tanh":
+        return x * _gelu_tanh_parts(x)[0]
+    if name == "mish":
+        return x * torch.tanh(F.softplus(x))
+    raise ValueError(name)
+
+
+def ref_derivative(name, x):
+    x = x.double()
+    if name == "silu":
+        return torch.sigmoid(x) + x * torch.sigmoid(x) * torch.sigmoid(-x)
+    if name == "gelu":
+        pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return 0.5 * torch.special.erfc(-x / math.sqrt(2)) + x * pdf
+    if name == "gelu_tanh":
+        s, one_minus_s, du = _gelu_tanh_parts(x)
+        return s + x * s * one_minus_s * du
+    if name == "mish":
+        sp = F.softplus(x)
+        return torch.tanh(sp) + x * torch.sigmoid(x) / torch.cosh(sp) ** 2
+    raise ValueError(name)
+
+
+# name -> (fused, eager) for the unary activations.
+UNARY = {
+    "silu": (fused_acts.silu, F.silu),
+    "gelu": (fused_acts.gelu, F.gelu),
+    "gelu_tanh": (lambda x: fused_acts.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh")),
+    "mish": (fused_acts.mish, F.mish),
+}
+
+# name -> (fused(gate, up=None), eager(gate, up)) for the gated activations.
+GATED = {
+    "swiglu": (fused_acts.swiglu, lambda g, u: F.silu(g) * u),
+    "geglu": (fused_acts.geglu, lambda g, u: F.gelu(g) * u),
+    "geglu_tanh": (
+        lambda g, u=None: fused_acts.geglu(g, u, approximate="tanh"),
+        lambda g, u: F.gelu(g, approximate="tanh") * u,
+    ),
+}
+
+
+def split_packed(x):
+    return x.chunk(2, dim=-1)

@@ -1,0 +1,333 @@
+"""Every op against eager PyTorch: dtypes, shapes, layouts, autograd,
+custom-op registration, torch.compile, modules and bad inputs."""
+
+import os
+
+import pytest
+import torch
+
+import fused_acts
+from fused_acts import nn as fnn
+from reference import GATED, UNARY, split_packed
+
+OPS = ["gelu", "gelu_backward", "silu", "silu_backward", "mish", "mish_backward",
+       "swiglu", "swiglu_backward", "swiglu_packed", "swiglu_packed_backward",
+       "geglu", "geglu_backward", "geglu_packed", "geglu_packed_backward"]
+
+SHAPES = [(), (0,), (3, 0, 5), (1,), (7,), (33, 65), (2, 3, 1029)]
+
+
+def make_input(shape, layout, device, dtype, scale=3.0):
+    """A tensor of `shape` in one of several memory layouts."""
+    if layout == "contiguous":
+        return (torch.randn(shape, device=device, dtype=torch.float64) * scale).to(dtype)
+    if layout == "transposed":  # no row stride: the op makes a contiguous copy
+        return make_input(shape[::-1], "contiguous", device, dtype, scale).mT
+    if layout == "row_strided":  # a column slice: read in place, row by row
+        wide = make_input((*shape[:-1], shape[-1] + 9), "contiguous", device, dtype, scale)
+        return wide[..., 3:3 + shape[-1]]
+    if layout == "step":  # every other element
+        return make_input((*shape[:-1], 2 * shape[-1]), "contiguous", device, dtype, scale)[..., ::2]
+    if layout == "expanded":  # stride 0 rows
+        return make_input((1, shape[-1]), "contiguous", device, dtype, scale).expand(shape)
+    raise ValueError(layout)
+
+
+LAYOUTS = ["transposed", "row_strided", "step", "expanded"]
+
+
+def assert_close_scaled(actual, expected):
+    """assert_close within 2 ulps, atol scaled to the values' size: near the
+    zeros of a derivative, both sides carry rounding error of its terms' size."""
+    for a, e in zip(actual, expected):
+        scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
+        rtol, atol = {torch.float64: (1e-7, 1e-7), torch.float32: (1.3e-6, 1e-5),
+                      torch.bfloat16: (1.6e-2, 1e-3), torch.float16: (2e-3, 1e-3)}[e.dtype]
+        torch.testing.assert_close(a, e, atol=atol * scale, rtol=rtol)
+
+
+def grad_of(fn, *inputs, grad_out=None):
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*inputs)
+    grad_out = torch.randn_like(out) if grad_out is None else grad_out
+    grads = torch.autograd.grad(out, inputs, grad_out)
+    return out, grads, grad_out
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_unary_matches_eager(name, shape, device, dtype):
+    fused, eager = UNARY[name]
+    x = make_input(shape, "contiguous", device, dtype)
+    out, (grad,), grad_out = grad_of(fused, x)
+    ref, (ref_grad,), _ = grad_of(eager, x, grad_out=grad_out)
+    assert out.dtype == dtype and out.device == x.device and out.shape == x.shape
+    assert_close_scaled([out], [ref])
+    assert_close_scaled([grad], [ref_grad])
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_unary_non_contiguous(name, layout, device, dtype):
+    fused, eager = UNARY[name]
+    x = make_input((6, 37), layout, device, dtype)
+    before = x.clone()
+    out, (grad,), grad_out = grad_of(fused, x)
+    ref, (ref_grad,), _ = grad_of(eager, x, grad_out=grad_out.mT.contiguous().mT)
+    assert out.is_contiguous()
+    assert_close_scaled([out], [ref])
+    assert_close_scaled([grad], [ref_grad])
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("shape", SHAPES[1:], ids=str)
+def test_gated_matches_eager(name, shape, device, dtype):
+    fused, eager = GATED[name]
+    gate = make_input(shape, "contiguous", device, dtype)
+    up = make_input(shape, "contiguous", device, dtype)
+    out, grads, grad_out = grad_of(fused, gate, up)
+    ref, ref_grads, _ = grad_of(eager, gate, up, grad_out=grad_out)
+    assert_close_scaled([out], [ref])
+    assert_close_scaled(grads, ref_grads)
+
+
+def test_gated_zero_dim(device):
+    gate, up = torch.tensor(1.5, device=device), torch.tensor(-2.0, device=device)
+    torch.testing.assert_close(fused_acts.swiglu(gate, up), torch.nn.functional.silu(gate) * up)
+
+
+@pytest.mark.parametrize("name", ["swiglu", "geglu"])
+def test_gated_forward_rounds_like_eager(name, device, dtype):
+    """act(gate) is rounded to the dtype before the multiply, as eager does, so
+    the forward is bit for bit eager's."""
+    fused, eager = GATED[name]
+    gate = make_input((64, 257), "contiguous", device, dtype)
+    up = make_input((64, 257), "contiguous", device, dtype)
+    if name == "swiglu":
+        assert torch.equal(fused(gate, up), eager(gate, up))
+    else:  # gelu's formula differs from eager's, so compare with the rounding made explicit
+        act = fused_acts.gelu(gate)
+        assert torch.equal(fused(gate, up), act * up)
+
+
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gated_non_contiguous(name, layout, device, dtype):
+    fused, eager = GATED[name]
+    gate = make_input((6, 37), layout, device, dtype)
+    up = make_input((6, 37), "row_strided", device, dtype)
+    out, grads, grad_out = grad_of(fused, gate, up)
+    ref, ref_grads, _ = grad_of(eager, gate, up, grad_out=grad_out)
+    assert_close_scaled([out], [ref])
+    assert_close_scaled(grads, ref_grads)
+
+
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("shape", [(2,), (5, 18), (2, 3, 130)], ids=str)
+def test_packed_matches_eager(name, shape, device, dtype):
+    fused, eager = GATED[name]
+    x = make_input(shape, "contiguous", device, dtype)
+    out, (grad,), grad_out = grad_of(fused, x)
+    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t)), x, grad_out=grad_out)
+    assert out.shape == (*shape[:-1], shape[-1] // 2)
+    assert_close_scaled([out], [ref])
+    assert_close_scaled([grad], [ref_grad])
+    assert grad.shape == x.shape and grad.is_contiguous()
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_packed_copies_nothing(name, device):
+    """Packed mode reads both halves in place and writes one packed gradient:
+    no copy, cat or slice-backward appears anywhere in forward or backward."""
+    fused, _ = GATED[name]
+    x = torch.randn(8, 64, device=device, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        fused(x).backward(torch.ones(8, 32, device=device))
+    names = {event.name for event in prof.events()}
+    assert not names & {"aten::copy_", "aten::cat", "aten::slice_backward", "aten::contiguous", "aten::add_"}
+    assert any(n.startswith(f"fused_acts::{name.split('_')[0]}_packed") for n in names)
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_special_values_match_eager(name, device, dtype):
+    """±0, tiny, large, ±inf and nan give what eager gives. Eager runs in
+    float64 here: its float32 CPU GELU returns nan at +inf, a flaw of its erf
+    approximation that fused_acts does not copy."""
+    fused, eager = UNARY[name]
+    values = [0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 30.0, -30.0, 100.0, -100.0,
+              1e30, -1e30, float("inf"), float("-inf"), float("nan")]
+    x = torch.tensor(values, device=device, dtype=torch.float64).to(dtype)
+    out, (grad,), _ = grad_of(fused, x, grad_out=torch.ones_like(x))
+    ref, (ref_grad,), _ = grad_of(eager, x.double(), grad_out=torch.ones_like(x.double()))
+    ref, ref_grad = ref.to(dtype), ref_grad.to(dtype)
+    if dtype in (torch.float32, torch.float64):
+        torch.testing.assert_close(out, ref, equal_nan=True, atol=1e-30, rtol=1e-5)
+        torch.testing.assert_close(grad, ref_grad, equal_nan=True, atol=1e-30, rtol=1e-5)
+    else:
+        torch.testing.assert_close(out, ref, equal_nan=True)
+        torch.testing.assert_close(grad, ref_grad, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", list(UNARY) + list(GATED))
+def test_gradcheck(name, device):
+    torch.manual_seed(0)
+    if name in UNARY:
+        fused = UNARY[name][0]
+        inputs = [torch.randn(5, 7, device=device, dtype=torch.float64) * 3]
+    else:
+        fused = GATED[name][0]
+        inputs = [torch.randn(5, 7, device=device, dtype=torch.float64) * 3 for _ in range(2)]
+    inputs = [t.requires_grad_() for t in inputs]
+    assert torch.autograd.gradcheck(fused, inputs)
+    if name in GATED:
+        packed = torch.randn(5, 8, device=device, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(fused, [packed])
+
+
+def _opcheck_cases(device):
+    x = torch.randn(4, 6, device=device)
+    g = torch.randn(4, 6, device=device)
+    half = torch.randn(4, 3, device=device)
+    ops = torch.ops.fused_acts
+    for approximate in ("none", "tanh"):
+        yield ops.gelu, (x, approximate)
+        yield ops.gelu_backward, (g, x, approximate)
+        yield ops.geglu, (x, g, approximate)
+        yield ops.geglu_backward, (g, x, x, approximate)
+        yield ops.geglu_packed, (x, approximate)
+        yield ops.geglu_packed_backward, (half, x, approximate)
+    for name in ("silu", "mish"):
+        yield getattr(ops, name), (x,)
+        yield getattr(ops, f"{name}_backward"), (g, x)
+    yield ops.swiglu, (x, g)
+    yield ops.swiglu_backward, (g, x, x)
+    yield ops.swiglu_packed, (x,)
+    yield ops.swiglu_packed_backward, (half, x)
+
+
+def test_opcheck(device):
+    for op, args in _opcheck_cases(device):
+        if not op._qualified_op_name.endswith("_backward"):
+            # Inputs that require grad make opcheck test the autograd registration too.
+            args = tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
+        torch.library.opcheck(op, args)
+
+
+def _all_activations(x):
+    """Every public op, forward and backward, in one traced function."""
+    half = x.shape[-1] // 2
+    total = fused_acts.gelu(x).sum() + fused_acts.gelu(x, "tanh").sum()
+    total = total + fused_acts.silu(x).sum() + fused_acts.mish(x).sum()
+    total = total + fused_acts.swiglu(x[..., :half], x[..., half:]).sum() + fused_acts.swiglu(x).sum()
+    total = total + fused_acts.geglu(x).sum() + fused_acts.geglu(x[..., :half], x[..., half:], "tanh").sum()
+    return total
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph(backend, device):
+    torch._dynamo.reset()
+    x = torch.randn(8, 64, device=device, requires_grad=True)
+    compiled = torch.compile(_all_activations, fullgraph=True, backend=backend)
+    expected = _all_activations(x)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    out = compiled(x)
+    (grad,) = torch.autograd.grad(out, x)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_modules(device):
+    x = torch.randn(3, 10, device=device)
+    assert repr(fnn.GELU()) == "GELU(approximate='none')"
+    assert repr(fnn.GELU("tanh")) == "GELU(approximate='tanh')"
+    assert repr(fnn.SiLU()) == "SiLU()" and repr(fnn.Mish()) == "Mish()" and repr(fnn.SwiGLU()) == "SwiGLU()"
+    assert repr(fnn.GeGLU("tanh")) == "GeGLU(approximate='tanh')"
+    torch.testing.assert_close(fnn.GELU("tanh")(x), torch.nn.GELU("tanh")(x))
+    torch.testing.assert_close(fnn.SiLU()(x), torch.nn.SiLU()(x))
+    torch.testing.assert_close(fnn.Mish()(x), torch.nn.Mish()(x))
+    torch.testing.assert_close(fnn.SwiGLU()(x), fused_acts.swiglu(x[:, :5], x[:, 5:]))
+    torch.testing.assert_close(fnn.SwiGLU()(x, x), fused_acts.swiglu(x, x))
+    torch.testing.assert_close(fnn.GeGLU()(x), fused_acts.geglu(x))
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'exact'"):
+        fnn.GELU("exact")
+
+
+def _bad_inputs(device):
+    """(callable, exception, message) for every bad input."""
+    f = torch.randn(3, 4, device=device)
+    for dtype in (torch.int64, torch.bool, torch.complex64):
+        bad = torch.ones(3, 4, device=device, dtype=dtype)
+        name = str(dtype).removeprefix("torch.")
+        msg = f"x must be float32, float64, bfloat16 or float16, got {name}"
+        yield lambda bad=bad: fused_acts.gelu(bad), TypeError, f"gelu: {msg}"
+        yield lambda bad=bad: fused_acts.silu(bad), TypeError, f"silu: {msg}"
+        yield lambda bad=bad: fused_acts.mish(bad), TypeError, f"mish: {msg}"
+        yield lambda bad=bad: fused_acts.swiglu(bad), TypeError, f"swiglu: {msg}"
+        yield lambda bad=bad: fused_acts.swiglu(bad, f), TypeError, f"swiglu: gate must be float32, float64, bfloat16 or float16, got {name}"
+    yield (lambda: fused_acts.swiglu(f, torch.randn(3, 5, device=device)), ValueError,
+           r"swiglu: gate and up must have the same shape, got \[3, 4\] and \[3, 5\]")
+    yield (lambda: fused_acts.geglu(f, torch.randn(3, 5, device=device)), ValueError,
+           r"geglu: gate and up must have the same shape, got \[3, 4\] and \[3, 5\]")
+    yield (lambda: fused_acts.swiglu(f, f.double()), TypeError,
+           "swiglu: gate and up must have the same dtype, got float32 and float64")
+    yield (lambda: fused_acts.swiglu(torch.randn(3, 5, device=device)), ValueError,
+           r"swiglu: packed x must have an even last dim \(gate‖up\), got shape \[3, 5\]")
+    yield (lambda: fused_acts.swiglu(torch.tensor(1.0, device=device)), ValueError,
+           r"swiglu: packed x must have an even last dim \(gate‖up\), got shape \[\]")
+    yield (lambda: fused_acts.gelu(f, "exact"), ValueError, "gelu: approximate must be 'none' or 'tanh', got 'exact'")
+    yield (lambda: fused_acts.geglu(f, f, "exact"), ValueError, "geglu: approximate must be 'none' or 'tanh', got 'exact'")
+    yield (lambda: torch.ops.fused_acts.silu_backward(torch.randn(3, 5, device=device), f), ValueError,
+           r"silu_backward: grad and x must have the same shape, got \[3, 5\] and \[3, 4\]")
+    if device != "cpu":
+        yield (lambda: fused_acts.swiglu(f, f.cpu()), RuntimeError,
+               "swiglu: gate and up must be on the same device, got cuda:0 and cpu")
+
+
+@pytest.mark.parametrize("mode", ["eager", "compile", "meta"])
+def test_bad_inputs_raise_clear_errors(mode, device):
+    for fn, error, message in _bad_inputs(device):
+        if mode == "compile":
+            torch._dynamo.reset()
+            fn = torch.compile(fn, fullgraph=True, backend="aot_eager")
+        if mode == "meta":
+            # The fake kernels check too: same errors with no data at all.
+            with torch.device("meta"):
+                pass
+        with pytest.raises(Exception) as info:
+            fn()
+        # torch.compile wraps errors raised while tracing; the message survives.
+        assert isinstance(info.value, error) or mode == "compile", info.value
+        assert info.match(message)
+
+
+def test_fake_kernels_check_inputs():
+    meta = torch.empty(3, 4, device="meta")
+    with pytest.raises(ValueError, match=r"swiglu: gate and up must have the same shape, got \[3, 4\] and \[3, 5\]"):
+        torch.ops.fused_acts.swiglu(meta, torch.empty(3, 5, device="meta"))
+    with pytest.raises(TypeError, match="silu: x must be float32, float64, bfloat16 or float16, got int32"):
+        torch.ops.fused_acts.silu(torch.empty(3, device="meta", dtype=torch.int32))
+    assert torch.ops.fused_acts.swiglu_packed(meta).shape == (3, 2)
+
+
+def test_no_work_on_bad_input():
+    """A bad call raises before anything is written or allocated for output."""
+    gate = torch.randn(4, 4)
+    before = gate.clone()
+    with pytest.raises(ValueError):
+        fused_acts.swiglu(gate, torch.randn(4, 3))
+    assert torch.equal(gate, before)
+
+
+@pytest.mark.skipif(torch.version.cuda is None or os.environ.get("FUSED_ACTS_CUDA") == "0",
+                    reason="torch without CUDA, or CUDA disabled for this build")
+def test_every_op_has_a_cuda_kernel():
+    """Runs on CPU-only machines too: a build that silently dropped CUDA fails here."""
+    missing = [op for op in OPS if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fused_acts::{op}", "CUDA")]
+    assert not missing
+
+
+def test_every_op_has_cpu_and_fake_kernels():
+    for op in OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fused_acts::{op}", "CPU"), op
+        assert torch._library.simple_registry.singleton.find(f"fused_acts::{op}").fake_impl.kernel is not None, op
