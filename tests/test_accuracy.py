@@ -1,0 +1,75 @@
+"""Accuracy audit: error against a float64 reference, fused_acts vs eager,
+forward and gradient, over >1M random values plus special values."""
+
+import pytest
+import torch
+
+from reference import UNARY, ref_derivative, ref_forward
+
+AUDIT_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def audit_inputs(device):
+    g = torch.Generator().manual_seed(1234)
+    values = [
+        torch.randn(1 << 20, generator=g, dtype=torch.float64) * 3,
+        torch.empty(1 << 17, dtype=torch.float64).uniform_(-30, 30, generator=g),
+        # every magnitude from 1e-30 to 1e4, both signs
+        torch.logspace(-30, 4, 1 << 16, dtype=torch.float64) * torch.where(torch.rand(1 << 16, generator=g) < 0.5, -1, 1),
+        torch.tensor([0.0, -0.0, 1e-40, -1e-40, 1e-8, -1e-8, 88.0, -88.0, 1e4, -1e4], dtype=torch.float64),
+    ]
+    return torch.cat(values).to(device)
+
+
+def ulp_errors(out, ref, dtype):
+    """|out − ref| in units of dtype's eps at ref (its smallest normal below that),
+    over the elements whose reference is finite and representable in dtype."""
+    info = torch.finfo(dtype)
+    ref_in_range = torch.isfinite(ref.to(dtype)) & torch.isfinite(ref)
+    scale = ref.abs().clamp_min(info.tiny) * info.eps
+    err = (out.double() - ref).abs() / scale
+    return err[ref_in_range]
+
+
+def errors(fn, x, dtype, name):
+    x = x.to(dtype).requires_grad_()
+    out = fn(x)
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    xd = x.detach().double()
+    fwd = ulp_errors(out.detach(), ref_forward(name, xd), dtype)
+    bwd = ulp_errors(grad, ref_derivative(name, xd), dtype)
+    return fwd, bwd
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("dtype", AUDIT_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_no_less_accurate_than_eager(name, dtype, device):
+    fused, eager = UNARY[name]
+    x = audit_inputs(device)
+    fused_fwd, fused_bwd = errors(fused, x, dtype, name)
+    eager_fwd, eager_bwd = errors(eager, x, dtype, name)
+    for what, ours, theirs in (("forward", fused_fwd, eager_fwd), ("gradient", fused_bwd, eager_bwd)):
+        # Worst case and typical case: neither may be worse than eager's, give
+        # or take an ulp, whichever formula each uses.
+        assert ours.max() <= theirs.max() + 1, (what, ours.max().item(), theirs.max().item())
+        assert ours.mean() <= theirs.mean() * 1.25 + 0.02, (what, ours.mean().item(), theirs.mean().item())
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_float64_error_is_a_few_ulps(name, device):
+    """float64 has no wider reference here, and eager's float64 formulas are
+    mostly the reference's own, so the bar is absolute instead: 16 ulps for
+    |x| ≤ 4. Further out, exp(−x²/2)-like tails amplify the rounding of their
+    own argument by ~x² ulps in any float64 formula, the reference's too. The
+    gradient is judged against the size of its terms (~1 + |x|), since it
+    crosses zero where they cancel."""
+    fused = UNARY[name][0]
+    x = audit_inputs(device)
+    x = x[x.abs() <= 4].double().requires_grad_()
+    out = fused(x)
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    x = x.detach()
+    ref, ref_grad = ref_forward(name, x), ref_derivative(name, x)
+    eps = torch.finfo(torch.float64).eps
+    assert ulp_errors(out.detach(), ref, torch.float64).max() <= 16
+    assert ((grad - ref_grad).abs() <= 8 * eps * (1 + x.abs())).all()
