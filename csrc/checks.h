@@ -11,6 +11,16 @@
 
 namespace fused_acts {
 
+// "[3, 4]", as Python prints a shape. Built by hand: streaming an IntArrayRef
+// from a TU compiled by nvcc segfaulted (seen with torch 2.11, CUDA 13).
+inline std::string shape_str(at::IntArrayRef sizes) {
+  std::string text = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    text += (i ? ", " : "") + std::to_string(sizes[i]);
+  }
+  return text + "]";
+}
+
 // torch's own spelling ("bfloat16", "int64"), as Python users see it.
 inline std::string dtype_name(const at::Tensor& t) {
   return std::string(c10::getDtypeNames(t.scalar_type()).first);
@@ -38,8 +48,8 @@ inline void check_same(
   check_floating(op, b_name, b);
   TORCH_CHECK_VALUE(
       a.sizes() == b.sizes(),
-      op, ": ", a_name, " and ", b_name, " must have the same shape, got ", a.sizes(), " and ",
-      b.sizes());
+      op, ": ", a_name, " and ", b_name, " must have the same shape, got ", shape_str(a.sizes()),
+      " and ", shape_str(b.sizes()));
   TORCH_CHECK_TYPE(
       a.scalar_type() == b.scalar_type(),
       op, ": ", a_name, " and ", b_name, " must have the same dtype, got ", dtype_name(a), " and ",
@@ -51,7 +61,7 @@ inline void check_packed(const char* op, const at::Tensor& x) {
   check_floating(op, "x", x);
   TORCH_CHECK_VALUE(
       x.dim() >= 1 && x.size(-1) % 2 == 0,
-      op, ": packed x must have an even last dim (gate‖up), got shape ", x.sizes());
+      op, ": packed x must have an even last dim (gate‖up), got shape ", shape_str(x.sizes()));
 }
 
 inline void check_approximate(const char* op, std::string_view approximate) {

@@ -284,16 +284,12 @@ def _bad_inputs(device):
                "swiglu: gate and up must be on the same device, got cuda:0 and cpu")
 
 
-@pytest.mark.parametrize("mode", ["eager", "compile", "meta"])
+@pytest.mark.parametrize("mode", ["eager", "compile"])
 def test_bad_inputs_raise_clear_errors(mode, device):
     for fn, error, message in _bad_inputs(device):
         if mode == "compile":
             torch._dynamo.reset()
             fn = torch.compile(fn, fullgraph=True, backend="aot_eager")
-        if mode == "meta":
-            # The fake kernels check too: same errors with no data at all.
-            with torch.device("meta"):
-                pass
         with pytest.raises(Exception) as info:
             fn()
         # torch.compile wraps errors raised while tracing; the message survives.

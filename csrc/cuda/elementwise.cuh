@@ -46,9 +46,13 @@ __global__ void elementwise_kernel(ElementwiseArgs<NIn, NOut> args, int64_t chun
             static_cast<const scalar_t*>(args.in[k]) + row * args.in_row_stride[k] + col);
       }
     } else {
+      // j stays a compile-time index (count is only a predicate), so the
+      // packs stay in registers instead of moving to local memory.
+#pragma unroll
       for (int k = 0; k < NIn; ++k) {
-        for (int j = 0; j < count; ++j) {
-          in[k].v[j] = static_cast<const scalar_t*>(args.in[k])[row * args.in_row_stride[k] + col + j];
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          if (j < count) in[k].v[j] = static_cast<const scalar_t*>(args.in[k])[row * args.in_row_stride[k] + col + j];
         }
       }
     }
@@ -68,9 +72,11 @@ __global__ void elementwise_kernel(ElementwiseArgs<NIn, NOut> args, int64_t chun
             static_cast<scalar_t*>(args.out[k]) + row * args.out_row_stride[k] + col) = out[k];
       }
     } else {
+#pragma unroll
       for (int k = 0; k < NOut; ++k) {
-        for (int j = 0; j < count; ++j) {
-          static_cast<scalar_t*>(args.out[k])[row * args.out_row_stride[k] + col + j] = out[k].v[j];
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          if (j < count) static_cast<scalar_t*>(args.out[k])[row * args.out_row_stride[k] + col + j] = out[k].v[j];
         }
       }
     }
