@@ -60,3 +60,46 @@ class GeGLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class SwiGLUFFN(nn.Module):
+    """LLaMA-style FFN, ``down_proj(silu(gate) * up)``, with gate and up from
+    one packed projection ``gate_up_proj`` (weight ``[2·hidden_dim, dim]``,
+    gate rows first) and the fused packed SwiGLU in between.
+
+    Checkpoints with separate ``gate_proj``/``up_proj``/``down_proj`` load
+    through :meth:`load_separate_state_dict`.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, bias: bool = False):
+        super().__init__()
+        self.dim, self.hidden_dim = dim, hidden_dim
+        self.gate_up_proj = nn.Linear(dim, 2 * hidden_dim, bias=bias)
+        self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(ops.swiglu(self.gate_up_proj(x)))
+
+    @staticmethod
+    def pack_state_dict(state_dict: dict, prefix: str = "") -> dict:
+        """A separate gate/up/down state dict (keys ``{prefix}gate_proj.weight``
+        and so on) in this module's packed layout, without the prefix."""
+        packed = {}
+        for param in ("weight", "bias"):
+            gate, up = state_dict.get(f"{prefix}gate_proj.{param}"), state_dict.get(f"{prefix}up_proj.{param}")
+            if (gate is None) != (up is None):
+                raise KeyError(f"{prefix}gate_proj.{param} and {prefix}up_proj.{param} must both be present or both absent")
+            if gate is not None:
+                packed[f"gate_up_proj.{param}"] = torch.cat([gate, up], dim=0)
+            down = state_dict.get(f"{prefix}down_proj.{param}")
+            if down is not None:
+                packed[f"down_proj.{param}"] = down
+        return packed
+
+    def load_separate_state_dict(self, state_dict: dict, prefix: str = "", strict: bool = True):
+        """Load weights saved by a separate gate_proj/up_proj/down_proj FFN
+        (a LlamaMLP, say): gate and up are concatenated into gate_up_proj."""
+        return self.load_state_dict(self.pack_state_dict(state_dict, prefix), strict=strict)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, hidden_dim={self.hidden_dim}"

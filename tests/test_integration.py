@@ -1,0 +1,159 @@
+"""patch/unpatch on plain PyTorch MLPs and tiny, randomly initialised
+transformers models (built from configs; nothing is downloaded), plus the
+SwiGLUFFN module."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import fused_acts
+from fused_acts import nn as fnn
+
+
+def test_plain_mlp_same_outputs_and_idempotent():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 32),
+                          nn.GELU("tanh"), nn.Mish(), nn.ReLU())
+    x = torch.randn(4, 16)
+    ref = model(x)
+    assert fused_acts.patch(model) == {"GELU": 2, "SiLU": 1, "Mish": 1}
+    assert fused_acts.patch(model) == {}
+    assert isinstance(model[1], fnn.GELU) and model[5].approximate == "tanh" and isinstance(model[7], nn.ReLU)
+    torch.testing.assert_close(model(x), ref)
+    assert fused_acts.unpatch(model) == {"GELU": 2, "SiLU": 1, "Mish": 1}
+    assert type(model[1]) is nn.GELU and torch.equal(model(x), ref)
+
+
+def test_unknown_modules_are_left_alone():
+    class MyMLP(nn.Module):  # gate_proj/up_proj/down_proj, but not a class we know
+        def __init__(self):
+            super().__init__()
+            self.gate_proj, self.up_proj, self.down_proj = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(8, 4)
+            self.act_fn = nn.SiLU()
+
+        def forward(self, x):
+            return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))
+
+    model = MyMLP()
+    x = torch.randn(2, 4)
+    ref = model(x)
+    assert fused_acts.patch(model) == {"SiLU": 1}
+    assert type(model) is MyMLP
+    torch.testing.assert_close(model(x), ref)
+
+
+def test_swiglu_ffn_loads_separate_checkpoint():
+    torch.manual_seed(0)
+
+    class SeparateMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj, self.up_proj = nn.Linear(16, 40, bias=True), nn.Linear(16, 40, bias=True)
+            self.down_proj = nn.Linear(40, 16, bias=True)
+
+        def forward(self, x):
+            return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    separate = SeparateMLP()
+    ffn = fnn.SwiGLUFFN(16, 40, bias=True)
+    ffn.load_separate_state_dict({f"mlp.{k}": v for k, v in separate.state_dict().items()}, prefix="mlp.")
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    torch.testing.assert_close(ffn(x), separate(x))
+    assert "dim=16, hidden_dim=40" in repr(ffn)
+    with pytest.raises(KeyError, match="gate_proj.weight and up_proj.weight"):
+        ffn.load_separate_state_dict({"gate_proj.weight": torch.zeros(40, 16)})
+
+
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+
+# name -> (config, model class, counts patch() must report)
+MODELS = {
+    "llama": (lambda: transformers.LlamaConfig(**TINY), "LlamaForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "mistral": (lambda: transformers.MistralConfig(**TINY), "MistralForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "qwen2": (lambda: transformers.Qwen2Config(**TINY), "Qwen2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "gemma": (lambda: transformers.GemmaConfig(**TINY, head_dim=8), "GemmaForCausalLM", {"GeGLU": 2, "GELU": 2}),
+    "phi3": (lambda: transformers.Phi3Config(**TINY, pad_token_id=0), "Phi3ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "gpt2": (lambda: transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+             "GPT2LMHeadModel", {"GELU": 2}),
+    "bert": (lambda: transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                             intermediate_size=64, max_position_embeddings=64), "BertForMaskedLM", {"GELU": 3}),
+}
+
+
+def build(name, dtype=torch.float32):
+    torch.manual_seed(0)
+    config_fn, cls_name, _ = MODELS[name]
+    model = getattr(transformers, cls_name)(config_fn()).to(dtype)
+    ids = torch.randint(1, 128, (2, 12), generator=torch.Generator().manual_seed(1))
+    return model, ids
+
+
+def loss_and_grads(model, ids):
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.logits.detach(), out.loss.detach(), grads
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_patched_model_matches_and_unpatch_restores(name):
+    model, ids = build(name)
+    model.eval()  # no dropout: runs must be comparable
+    ref_logits, ref_loss, ref_grads = loss_and_grads(model, ids)
+    assert fused_acts.patch(model) == MODELS[name][2]
+    assert fused_acts.patch(model) == {}
+    with torch.profiler.profile() as prof:
+        logits, loss, grads = loss_and_grads(model, ids)
+    fused_events = [e.name for e in prof.events() if e.name.startswith("fused_acts::")]
+    assert fused_events, "no fused op ran"
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)
+    fused_acts.unpatch(model)
+    restored_logits, _, restored_grads = loss_and_grads(model, ids)
+    assert torch.equal(restored_logits, ref_logits)
+    assert all(torch.equal(restored_grads[n], ref_grads[n]) for n in ref_grads)
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma", "phi3", "gpt2"])
+def test_patched_model_close_in_bfloat16(name):
+    model, ids = build(name, torch.bfloat16)
+    model.eval()
+    ref = model(input_ids=ids).logits.float()
+    fused_acts.patch(model)
+    out = model(input_ids=ids).logits.float()
+    assert (out - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_patched_model_trains(name):
+    model, ids = build(name)
+    fused_acts.patch(model)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_patched_model_survives_deepcopy_and_compile():
+    model, ids = build("llama")
+    model.eval()
+    fused_acts.patch(model)
+    copied = copy.deepcopy(model)
+    torch.testing.assert_close(copied(input_ids=ids).logits, model(input_ids=ids).logits)
+    mlp = copied.model.layers[0].mlp
+    x = torch.randn(2, 3, 32)
+    compiled = torch.compile(mlp, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), mlp(x))
