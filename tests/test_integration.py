@@ -121,7 +121,7 @@ def test_patched_model_matches_and_unpatch_restores(name):
     assert all(torch.equal(restored_grads[n], ref_grads[n]) for n in ref_grads)
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma", "phi3", "gpt2"])
+@pytest.mark.parametrize("name", MODELS)
 def test_patched_model_close_in_bfloat16(name):
     model, ids = build(name, torch.bfloat16)
     model.eval()

@@ -1,0 +1,60 @@
+"""The benchmark harness on tiny sizes: correctness gating, row fields, JSON
+output and --quick. It measures; nothing here asserts a speed."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench  # noqa: E402
+
+
+def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
+    rows = bench.main(["--quick", "--no-compile", "--ops", "silu,swiglu_packed", "--dtypes", "float32",
+                       "--sizes", "8x64", "--out", str(tmp_path)])
+    table = capsys.readouterr().out
+    op_rows = [r for r in rows if r.kind == "op"]
+    assert {(r.op, r.mode, r.candidate) for r in op_rows} == {
+        (op, mode, cand) for op in ("silu", "swiglu_packed") for mode in ("fwd", "fwdbwd") for cand in ("fused", "eager")}
+    for r in op_rows:
+        assert r.shape == [8, 64] and r.numel == 512 and r.dtype == "float32" and not r.error
+        assert r.median_ms > 0 and r.gbps > 0 and r.pct_of_copy > 0 and r.speedup_vs_eager > 0
+        assert math.isnan(r.speedup_vs_compile)
+    ffn = [r for r in rows if r.kind == "ffn"]
+    assert {r.op for r in ffn} == {"llama_mlp", "llama_mlp_packed", "gelu_mlp"}
+    fused_saved = {r.op: r.saved_mb for r in ffn if r.candidate == "fused"}
+    eager_saved = {r.op: r.saved_mb for r in ffn if r.candidate == "eager"}
+    assert fused_saved["llama_mlp"] < eager_saved["llama_mlp"]  # silu(gate) is never saved
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["machine"]["torch"] == torch.__version__ and data["copy_gbps"] > 0
+    assert len(data["rows"]) == len(rows) and set(data["rows"][0]) >= {"op", "mode", "candidate", "median_ms", "gbps"}
+    assert "| silu | float32 | 8×64 | fwd |" in table and "Geometric mean speedup" in table
+    assert (tmp_path / "results.md").read_text().strip() == table.strip().split("\nwrote")[0].strip()
+
+
+def test_wrong_candidate_is_reported_not_timed(monkeypatch):
+    def wrong_candidates(op, device, use_compile):
+        return {"fused": lambda x: bench.fused_fn(op)(x) * 1.01, "eager": bench.eager_fn(op)}
+
+    monkeypatch.setattr(bench, "candidates", wrong_candidates)
+    args = bench.parse_args(["--quick"])
+    rows = bench.bench_op("mish", 4, 32, torch.float32, "cpu", ["fwd"], bench.Timer("cpu"), 1e10, args)
+    fused = next(r for r in rows if r.candidate == "fused")
+    assert fused.error.startswith("wrong result, not timed") and math.isnan(fused.median_ms)
+    assert "wrong result" in bench.render_tables(rows, {"device": "cpu"}, 10.0)
+
+
+@pytest.mark.parametrize("text, shape", [("2^20", (256, 4096)), ("4M", (1024, 4096)), ("4096x11008", (4096, 11008)),
+                                         ("100", (25, 4))])
+def test_parse_size(text, shape):
+    assert bench.parse_size(text) == shape
+
+
+def test_min_bytes_counts_each_input_and_output_once():
+    assert bench.min_bytes("silu", 10, 2, "fwd") == 40
+    assert bench.min_bytes("silu", 10, 2, "fwdbwd") == 100
+    assert bench.min_bytes("swiglu", 10, 2, "bwd") == 100
