@@ -67,6 +67,10 @@ def _gated(kind, gate, up=None):
     return ops.geglu(gate, up, "tanh" if kind == "gelu_tanh" else "none")
 
 
+def _gated_label(kind):
+    return "SwiGLU" if kind == "silu" else "GeGLU"
+
+
 def _separate_forward(self, x):
     return self.down_proj(_gated(self._fused_acts_kind, self.gate_proj(x), self.up_proj(x)))
 
@@ -103,7 +107,7 @@ def _patch_gated_mlp(module):
         return None
     module._fused_acts_kind = kind
     module.__class__ = _patched_class(cls, forward)
-    return "SwiGLU" if kind == "silu" else "GeGLU"
+    return _gated_label(kind)
 
 
 def patch(model: nn.Module) -> dict:
@@ -136,7 +140,7 @@ def unpatch(model: nn.Module) -> dict:
     for parent in list(model.modules()):
         base = type(parent).__dict__.get("_fused_acts_base")
         if base is not None:
-            counts["SwiGLU" if parent._fused_acts_kind == "silu" else "GeGLU"] += 1
+            counts[_gated_label(parent._fused_acts_kind)] += 1
             parent.__class__ = base
             del parent._fused_acts_kind
         for child_name, child in list(parent.named_children()):

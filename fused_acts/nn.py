@@ -6,17 +6,12 @@ from torch import nn
 from . import ops
 
 
-def _check_approximate(approximate):
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-
-
 class GELU(nn.Module):
     """Fused ``torch.nn.GELU``."""
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        _check_approximate(approximate)
+        ops._check_approximate(type(self).__name__, approximate)
         self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +47,7 @@ class GeGLU(nn.Module):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        _check_approximate(approximate)
+        ops._check_approximate(type(self).__name__, approximate)
         self.approximate = approximate
 
     def forward(self, gate: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
