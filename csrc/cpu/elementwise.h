@@ -40,9 +40,10 @@ inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn],
 
 // n unit-stride elements from each operand's pointer. The tail goes through
 // the same vector code (partial loads), so every element gets the same
-// rounding wherever it sits.
+// rounding wherever it sits. flatten: GCC otherwise leaves the activation
+// out of line past a few exps, and each call spills every vector register.
 template <typename scalar_t, int NIn, int NOut, typename Fn>
-inline void run_segment(const Fn& fn, const scalar_t* const (&in)[NIn], scalar_t* const (&out)[NOut], int64_t n) {
+__attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* const (&in)[NIn], scalar_t* const (&out)[NOut], int64_t n) {
   using Vec = Vectorized<scalar_t>;
   auto step = [&](int64_t i, int64_t count) {
     Vec in_vec[NIn], out_vec[NOut];

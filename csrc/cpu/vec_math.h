@@ -11,11 +11,55 @@
 
 namespace fused_acts {
 
+namespace cpu {
+
+// e^x in float with Sleef's expf_u10 algorithm (constants and operation
+// order), which is what Vectorized<float>::exp calls on AVX2 and AVX-512, so
+// the results are the same bits as eager's. Inlined, it costs a third of the
+// out-of-line call, which spills every live vector register around it and
+// keeps the compiler from sharing one exp between forward and derivative.
+inline at::vec::Vectorized<float> sleef_expf(at::vec::Vectorized<float> x) {
+  using V = at::vec::Vectorized<float>;
+  using VI = at::vec::Vectorized<int32_t>;
+  // Sleef selects 0 below −104 and inf above 100. Clamping the input a little
+  // further out gives the same results (they round to 0 and overflow to inf)
+  // in two instructions instead of two blends.
+  x = at::vec::clamp(x, V(-104.5f), V(100.5f));
+  // Round half to even, as Sleef's float-to-int conversion does.
+  const V q = (x * V(1.442695040888963407359924681001892137f)).round();
+  // ln 2 in two parts, the first exact in a few bits, so that x − q·ln 2 is exact.
+  V s = at::vec::fmadd(q, V(-0.693145751953125f), x);
+  s = at::vec::fmadd(q, V(-1.428606765330187045e-06f), s);
+  V u(0.000198527617612853646278381f);
+  u = at::vec::fmadd(u, s, V(0.00139304355252534151077271f));
+  u = at::vec::fmadd(u, s, V(0.00833336077630519866943359f));
+  u = at::vec::fmadd(u, s, V(0.0416664853692054748535156f));
+  u = at::vec::fmadd(u, s, V(0.166666671633720397949219f));
+  u = at::vec::fmadd(u, s, V(0.5f));
+  u = V(1.0f) + at::vec::fmadd(s * s, u, s);
+  // u·2^q in two factors, so that results in the subnormal range are right.
+  const VI qi = at::vec::convert_to_int_of_same_size(q);
+  const VI half = qi >> VI(1);
+  auto pow2 = [](const VI& k) { return at::vec::cast<float>((k + VI(0x7f)) << VI(23)); };
+  return u * pow2(half) * pow2(qi - half);
+}
+
+}  // namespace cpu
+
 template <typename S>
 struct Math<at::vec::Vectorized<S>> {
   using V = at::vec::Vectorized<S>;
   static constexpr bool kDouble = std::is_same_v<S, double>;
-  static V exp(const V& x) { return x.exp(); }
+  static V exp(const V& x) {
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<S, float>) {
+      return cpu::sleef_expf(x);
+    } else
+#endif
+    {
+      return x.exp();
+    }
+  }
   static V erfc(const V& x) { return x.erfc(); }
   static V abs(const V& x) { return x.abs(); }
   static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
@@ -28,6 +72,14 @@ struct Math<at::vec::Vectorized<S>> {
   static V round_to(const V& x) {
     if constexpr (std::is_same_v<scalar_t, S>) {
       return x;
+    } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+      // Round to nearest even in the float's bits, as the bfloat16 conversion
+      // does, without its pack and unpack (three times the instructions).
+      using VI = at::vec::Vectorized<int32_t>;
+      const VI bits = at::vec::cast<int32_t>(x);
+      const VI lsb = (bits >> VI(16)) & VI(1);
+      const VI rounded = (bits + VI(0x7fff) + lsb) & VI(static_cast<int32_t>(0xffff0000u));
+      return V::blendv(at::vec::cast<S>(rounded), x, x.isnan());
     } else {
       const auto rounded = at::vec::convert_from_float<scalar_t>(x, x);
       return std::get<0>(at::vec::convert_to_float<scalar_t>(rounded));
