@@ -15,6 +15,8 @@ reports; it never fails on a slow number.
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import datetime
 import json
 import math
@@ -75,6 +77,10 @@ def liger_fn(op):
 def candidates(op, device, use_compile):
     cands = {"fused": fused_fn(op), "eager": eager_fn(op)}
     if use_compile:
+        # F.gelu, F.silu and F.mish are builtins, which dynamo runs through one
+        # shared wrapper frame: without a reset, its recompile limit is soon
+        # hit and "compile" silently falls back to eager.
+        torch._dynamo.reset()
         cands["compile"] = torch.compile(eager_fn(op), dynamic=True)
     if device == "cuda" and liger_fn(op) is not None:
         cands["liger"] = liger_fn(op)
@@ -145,6 +151,23 @@ def copy_bandwidth(device, nbytes, timer):
     dst = torch.empty_like(src)
     t = interleaved_medians({"copy": lambda: dst.copy_(src)}, timer, 3, 10, 50, 1.0)["copy"]
     return 2 * src.numel() * 4 / t
+
+
+def keep_freed_memory_mapped():
+    """Makes glibc serve every allocation from its heap and never return freed
+    memory to the kernel. By default it maps each block over 32 MiB afresh,
+    and first touch of a fresh page faults: at 2^24 float32 elements that
+    costs more than the op itself, and which candidate pays it depends on
+    what the others freed before. With warm memory, as under a caching
+    allocator, every candidate is timed on its kernels. True if set."""
+    path = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or path is None:
+        return False
+    libc = ctypes.CDLL(path)
+    if not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 # ---------------------------------------------------------------- per op
@@ -531,6 +554,8 @@ def parse_args(argv=None):
     p.add_argument("--no-ffn", action="store_true", help="skip the FFN blocks")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
+    p.add_argument("--fresh-memory", action="store_true",
+                   help="CPU: keep glibc's default malloc, which maps large outputs afresh (page faults)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-reps", type=int, default=7)
@@ -557,6 +582,7 @@ def run(args):
         raise SystemExit("--device cuda: no CUDA device is available")
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
+    warm_memory = device == "cpu" and not args.fresh_memory and keep_freed_memory_mapped()
     timer = Timer(device)
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     ops = args.ops.split(",")
@@ -570,6 +596,8 @@ def run(args):
     largest = max(r * c for r, c in shapes) * 4
     copy_bps = copy_bandwidth(device, max(largest, 64 << 20), timer)
     info = machine_info(device, threads)
+    if device == "cpu":
+        info["memory"] = "warm (glibc heap, no mmap)" if warm_memory else "glibc default (fresh pages)"
     rows = []
     cells = [(op, dtype, shape) for dtype in dtypes for op in ops for shape in shapes]
     for op, dtype, (r, c) in progress(cells, "ops"):

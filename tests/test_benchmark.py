@@ -58,3 +58,16 @@ def test_min_bytes_counts_each_input_and_output_once():
     assert bench.min_bytes("silu", 10, 2, "fwd") == 40
     assert bench.min_bytes("silu", 10, 2, "fwdbwd") == 100
     assert bench.min_bytes("swiglu", 10, 2, "bwd") == 100
+
+
+def test_compile_candidate_never_falls_back_to_eager(monkeypatch):
+    # Past dynamo's recompile limit, a compiled function quietly runs eagerly;
+    # every cell of a default run must stay compiled.
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    for dtype in (torch.float32, torch.bfloat16):
+        for op in ("gelu", "silu", "mish"):
+            for shape in ((4, 32), (8, 64)):
+                compiled = bench.candidates(op, "cpu", use_compile=True)["compile"]
+                x = torch.randn(shape, dtype=dtype)
+                compiled(x)
+                compiled(x.clone().requires_grad_()).sum().backward()
