@@ -129,37 +129,57 @@ class Timer:
         return time.perf_counter() - begin
 
 
+def minor_page_faults():
+    """Page faults this process has taken so far; 0 where the OS cannot say."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def interleaved_medians(fns, timer, warmup, min_reps, max_reps, budget_s):
-    """Median seconds per call for each fn, the candidates taking turns so that
-    drift on a shared machine hits all of them alike."""
+    """Median seconds and median host page faults per call for each fn, the
+    candidates taking turns so that drift on a shared machine hits all of
+    them alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    first = {name: timer(fn) for name, fn in fns.items()}
-    per_round = sum(first.values())
+    seconds = {name: [] for name in fns}
+    faults = {name: [] for name in fns}
+
+    def sample(name, fn):
+        before = minor_page_faults()
+        seconds[name].append(timer(fn))
+        faults[name].append(minor_page_faults() - before)
+
+    for name, fn in fns.items():
+        sample(name, fn)
+    per_round = sum(ts[0] for ts in seconds.values())
     reps = int(min(max_reps, max(min_reps, budget_s / max(per_round, 1e-9))))
-    samples = {name: [t] for name, t in first.items()}
     for _ in range(reps - 1):
         for name, fn in fns.items():
-            samples[name].append(timer(fn))
-    return {name: statistics.median(ts) for name, ts in samples.items()}
+            sample(name, fn)
+    median = lambda samples: {name: statistics.median(v) for name, v in samples.items()}  # noqa: E731
+    return median(seconds), median(faults)
 
 
 def copy_bandwidth(device, nbytes, timer):
     """Bytes read plus written per second by a large copy_ into a preallocated tensor."""
     src = torch.empty(nbytes // 4, device=device, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
-    t = interleaved_medians({"copy": lambda: dst.copy_(src)}, timer, 3, 10, 50, 1.0)["copy"]
+    t = interleaved_medians({"copy": lambda: dst.copy_(src)}, timer, 3, 10, 50, 1.0)[0]["copy"]
     return 2 * src.numel() * 4 / t
 
 
-def keep_freed_memory_mapped():
-    """Makes glibc serve every allocation from its heap and never return freed
-    memory to the kernel. By default it maps each block over 32 MiB afresh,
-    and first touch of a fresh page faults: at 2^24 float32 elements that
-    costs more than the op itself, and which candidate pays it depends on
-    what the others freed before. With warm memory, as under a caching
-    allocator, every candidate is timed on its kernels. True if set."""
+def keep_freed_memory_mapped(pool_bytes):
+    """Makes glibc serve every allocation from one heap that it never gives
+    back to the kernel, and faults pool_bytes of it in up front. By default
+    glibc maps each block over 32 MiB afresh, and first touch of each fresh
+    page faults: at 2^24 float32 elements that costs more than the op itself,
+    and which candidate pays it depends on what the others freed before. On
+    warm memory, as under a caching allocator, every candidate is timed on its
+    kernels (the tables show page faults per call). True if set."""
     path = ctypes.util.find_library("c")
     if platform.system() != "Linux" or path is None:
         return False
@@ -167,7 +187,15 @@ def keep_freed_memory_mapped():
     if not hasattr(libc, "mallopt"):
         return False
     m_trim_threshold, m_mmap_max = -1, -4
-    return bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1))
+    if not (libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, -1)):
+        return False
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    pool = libc.malloc(ctypes.c_size_t(pool_bytes))
+    if pool:
+        ctypes.memset(pool, 0, pool_bytes)
+        libc.free(pool)
+    return True
 
 
 # ---------------------------------------------------------------- per op
@@ -219,6 +247,7 @@ class Row:
     numel: int
     candidate: str
     median_ms: float = math.nan
+    page_faults: float = math.nan
     gbps: float = math.nan
     pct_of_copy: float = math.nan
     speedup_vs_eager: float = math.nan
@@ -243,7 +272,7 @@ def bench_op(op, rows, cols, dtype, device, modes, timer, copy_bps, args):
                 wrong[name] = problem
     for mode in modes:
         fns = {name: mode_fn(fn, inputs, mode) for name, fn in cands.items() if name not in wrong}
-        medians = interleaved_medians(fns, timer, args.warmup, args.min_reps, args.max_reps, args.budget)
+        medians, faults = interleaved_medians(fns, timer, args.warmup, args.min_reps, args.max_reps, args.budget)
         nbytes = min_bytes(op, numel, inputs[0].element_size(), mode)
         for name in cands:
             row = Row("op", device, str(dtype).removeprefix("torch."), op, mode, [rows, cols], numel, name)
@@ -252,6 +281,7 @@ def bench_op(op, rows, cols, dtype, device, modes, timer, copy_bps, args):
             else:
                 t = medians[name]
                 row.median_ms = t * 1e3
+                row.page_faults = faults[name]
                 row.gbps = nbytes / t / 1e9
                 row.pct_of_copy = 100 * nbytes / t / copy_bps
                 row.speedup_vs_eager = medians["eager"] / t
@@ -353,7 +383,7 @@ def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
             return run
 
         medians = {} if problem else interleaved_medians(
-            {k: step(k) for k in blocks}, timer, args.warmup, args.min_reps, args.max_reps, args.budget)
+            {k: step(k) for k in blocks}, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
         for k, block in blocks.items():
             row = Row("ffn", device, str(dtype).removeprefix("torch."), name, "fwdbwd",
                       [tokens, dim, hidden], tokens * hidden, k)
@@ -409,6 +439,10 @@ def render_tables(rows, info, copy_gbps):
         header += ["liger ms"] if has_liger else []
         header += ["× eager"] + (["× compile"] if has_compile else []) + (["× liger"] if has_liger else [])
         header += ["fused GB/s", "% of copy"]
+        on_cpu = any(r.device == "cpu" for r in op_rows)
+        if on_cpu:
+            header += ["page faults/call " + "/".join(c for c in ("fused", "eager", "compile", "liger")
+                                                       if any(r.candidate == c for r in op_rows))]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         groups = {}
         for r in op_rows:
@@ -427,6 +461,8 @@ def render_tables(rows, info, copy_gbps):
                 liger = by.get("liger")
                 cells.append(fmt(liger.median_ms / f.median_ms, ".2f") if liger and not liger.error else "-")
             cells += [fmt(f.gbps, ".1f"), fmt(f.pct_of_copy, ".0f")]
+            if on_cpu:
+                cells.append("/".join(fmt(r.page_faults, ".0f") for r in by.values()))
             lines.append("| " + " | ".join(cells) + " |")
             for cand in by.values():
                 if cand.error:
@@ -582,7 +618,6 @@ def run(args):
         raise SystemExit("--device cuda: no CUDA device is available")
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
-    warm_memory = device == "cpu" and not args.fresh_memory and keep_freed_memory_mapped()
     timer = Timer(device)
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     ops = args.ops.split(",")
@@ -594,6 +629,8 @@ def run(args):
     shapes = [parse_size(s) for s in (args.sizes.split(",") if args.sizes else sizes)]
 
     largest = max(r * c for r, c in shapes) * 4
+    # Room for every candidate's inputs, outputs and intermediates at the largest size.
+    warm_memory = device == "cpu" and not args.fresh_memory and keep_freed_memory_mapped(max(32 * largest, 256 << 20))
     copy_bps = copy_bandwidth(device, max(largest, 64 << 20), timer)
     info = machine_info(device, threads)
     if device == "cpu":

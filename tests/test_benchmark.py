@@ -71,3 +71,13 @@ def test_compile_candidate_never_falls_back_to_eager(monkeypatch):
                 x = torch.randn(shape, dtype=dtype)
                 compiled(x)
                 compiled(x.clone().requires_grad_()).sum().backward()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc mallopt")
+def test_cpu_timings_run_on_warm_memory():
+    # Without keep_freed_memory_mapped, each fresh 64 MiB output takes 16384 page faults.
+    rows = bench.main(["--no-compile", "--no-ffn", "--ops", "silu,swiglu_packed", "--dtypes", "float32",
+                       "--sizes", "2^24", "--min-reps", "3", "--max-reps", "5", "--budget", "0.05"])
+    op_rows = [r for r in rows if r.kind == "op"]
+    assert len(op_rows) == 8
+    assert all(r.page_faults < 100 for r in op_rows), [(r.op, r.mode, r.candidate, r.page_faults) for r in op_rows]

@@ -51,13 +51,12 @@ __attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* c
     apply_in_opmath<scalar_t>(fn, in_vec, out_vec);
     for (int k = 0; k < NOut; ++k) out_vec[k].store(out[k] + i, count);
   };
-  // Four independent vectors per iteration overlap their long exp chains.
+  // Four independent opmath vectors per iteration overlap their long exp
+  // chains; a 16-bit vector already widens into two.
+  constexpr int kSteps = sizeof(scalar_t) == 2 ? 2 : 4;
   int64_t i = 0;
-  for (; i + 4 * Vec::size() <= n; i += 4 * Vec::size()) {
-    step(i, Vec::size());
-    step(i + Vec::size(), Vec::size());
-    step(i + 2 * Vec::size(), Vec::size());
-    step(i + 3 * Vec::size(), Vec::size());
+  for (; i + kSteps * Vec::size() <= n; i += kSteps * Vec::size()) {
+    for (int k = 0; k < kSteps; ++k) step(i + k * Vec::size(), Vec::size());
   }
   for (; i < n; i += Vec::size()) step(i, std::min<int64_t>(Vec::size(), n - i));
 }
