@@ -160,8 +160,8 @@ def interleaved_medians(fns, timer, warmup, min_reps, max_reps, budget_s):
     for _ in range(reps - 1):
         for name, fn in fns.items():
             sample(name, fn)
-    median = lambda samples: {name: statistics.median(v) for name, v in samples.items()}  # noqa: E731
-    return median(seconds), median(faults)
+    return ({name: statistics.median(v) for name, v in seconds.items()},
+            {name: statistics.median(v) for name, v in faults.items()})
 
 
 def copy_bandwidth(device, nbytes, timer):
