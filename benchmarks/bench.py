@@ -28,6 +28,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+try:
+    import resource  # Unix only: page-fault counts
+except ImportError:
+    resource = None
+
 import torch
 import torch.nn.functional as F
 
@@ -131,9 +136,7 @@ class Timer:
 
 def minor_page_faults():
     """Page faults this process has taken so far; 0 where the OS cannot say."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
