@@ -78,21 +78,22 @@ def test_cuda_graphs_reduce_overhead():
 
 @pytest.mark.slow
 def test_more_than_2_31_elements():
-    """bf16, 2^31 + 2^20 + 7 elements: 64-bit indexing end to end."""
-    n = (1 << 31) + (1 << 20) + 7
+    """bf16, 2^32 + 2^20 + 7 elements: 64-bit indexing end to end. Its packed
+    view has more than 2^31 rows, past the engine's 32-bit row division."""
+    n = (1 << 32) + (1 << 20) + 7
     try:
         x = torch.empty(n, device="cuda", dtype=torch.bfloat16)
         x.uniform_(-6, 6)
         out = fused_acts.silu(x)
     except torch.OutOfMemoryError:
         pytest.skip("not enough GPU memory")
-    for start in (0, (1 << 31) - 4096, n - 4096):
+    for start in (0, (1 << 31) - 4096, (1 << 32) - 4096, n - 4096):
         window = slice(start, start + 4096)
         assert torch.equal(out[window], F.silu(x[window]))
     del out
-    packed = x[: (n - 1)].view(-1, 2)  # even last dim, 2^30 rows
+    packed = x[: (n - 1)].view(-1, 2)  # even last dim, over 2^31 rows
     out = fused_acts.swiglu(packed)
-    for start in (0, (1 << 30) - 2048, out.shape[0] - 2048):
+    for start in (0, (1 << 31) - 2048, out.shape[0] - 2048):
         rows = packed[start:start + 2048]
         assert torch.equal(out[start:start + 2048, 0], F.silu(rows[:, 0]) * rows[:, 1])
 
