@@ -2,8 +2,8 @@
 
 - ``fused_acts._C``: the op schemas, plus the CUDA kernels when CUDA is built.
 - ``fused_acts._cpu_<capability>``: the CPU kernels, once per SIMD level
-  (default, avx2, avx512 on x86-64); at import, fused_acts loads the one that
-  matches torch's own CPU capability.
+  (default, avx2, avx512 and avx512_bf16 on x86-64); at import, fused_acts
+  loads the one that matches torch's own CPU capability.
 
 Environment:
 - ``FUSED_ACTS_CUDA=0/1`` forces CUDA off or on; by default CUDA is built
@@ -68,9 +68,12 @@ def cpu_capabilities():
     if platform.machine() in ("x86_64", "AMD64"):
         levels.append(("avx2", ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2",
                                 "-mavx2", "-mfma", "-mf16c"]))
-        levels.append(("avx512", ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512",
-                                  "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
-                                  "-mavx2", "-mfma", "-mf16c"]))
+        avx512 = ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512",
+                  "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                  "-mavx2", "-mfma", "-mf16c"]
+        levels.append(("avx512", avx512))
+        # Same code; bfloat16 outputs round in one instruction (vcvtne2ps2bf16).
+        levels.append(("avx512_bf16", avx512 + ["-mavx512bf16"]))
     return levels
 
 

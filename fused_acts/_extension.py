@@ -1,7 +1,12 @@
 """Loads the compiled kernels: the schemas (with the CUDA kernels, when built)
-and the CPU kernels built for torch's own SIMD level."""
+and the CPU kernels built for torch's own SIMD level.
+
+``FUSED_ACTS_CPU_KERNELS=<level>`` loads that CPU build instead (default,
+avx2, avx512, avx512_bf16), so the tests can run each one on one machine.
+"""
 
 import importlib.machinery
+import os
 from pathlib import Path
 
 import torch
@@ -13,6 +18,20 @@ _CPU_FALLBACKS = {
     "AVX512": ("avx512", "avx2", "default"),
     "AVX2": ("avx2", "default"),
 }
+
+
+def _cpu_levels():
+    """The CPU kernel builds to try, best first. torch's capability has no
+    AVX512-BF16 level of its own, so that extension is asked of cpuinfo."""
+    forced = os.environ.get("FUSED_ACTS_CPU_KERNELS")
+    if forced:
+        return (forced,)
+    capability = torch.backends.cpu.get_cpu_capability()
+    levels = _CPU_FALLBACKS.get(capability, ("default",))
+    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    if capability == "AVX512" and has_bf16():
+        levels = ("avx512_bf16", *levels)
+    return levels
 
 
 def _library_path(name):
@@ -31,13 +50,12 @@ def _load():
             "`pip install --no-build-isolation .` from the repository root"
         )
     torch.ops.load_library(str(schemas))
-    capability = torch.backends.cpu.get_cpu_capability()
-    for level in _CPU_FALLBACKS.get(capability, ("default",)):
+    for level in _cpu_levels():
         path = _library_path(f"_cpu_{level}")
         if path is not None:
             torch.ops.load_library(str(path))
             return level
-    raise ImportError("fused_acts: no CPU kernels were built")
+    raise ImportError(f"fused_acts: no CPU kernels were built for {', '.join(_cpu_levels())}")
 
 
 cpu_capability = _load()

@@ -2,6 +2,9 @@
 custom-op registration, torch.compile, modules and bad inputs."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,13 +117,17 @@ def test_gated_forward_rounds_like_eager(name, device, dtype):
 def test_silu_matches_eager_bit_for_bit(dtype):
     """SiLU keeps eager's formula, and the CPU engine inlines Sleef's exp
     algorithm that eager calls: every 251st float32 bit pattern (all
-    exponents, both signs, nan and inf) and random values of every dtype give
-    eager's exact bits, forward and backward."""
+    exponents, both signs, nan and inf), every 16-bit pattern (subnormals
+    included) and random float64 values give eager's exact bits, forward and
+    backward. Sizes are whole vectors: eager computes a ragged tail with
+    libm's exp instead of Sleef's."""
     if dtype == torch.float32:
         bits = torch.arange(0, 2**32, 251, dtype=torch.int64)
         x = torch.where(bits >= 2**31, bits - 2**32, bits).to(torch.int32).view(torch.float32)
+    elif dtype.itemsize == 2:
+        x = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
     else:
-        x = make_input((4099,), "contiguous", "cpu", dtype, scale=20.0)
+        x = make_input((4096,), "contiguous", "cpu", dtype, scale=20.0)
     g = torch.randn(x.shape, dtype=torch.float64).to(dtype)
 
     def same_bits(a, b):
@@ -348,3 +355,42 @@ def test_every_op_has_cpu_and_fake_kernels():
     for op in OPS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fused_acts::{op}", "CPU"), op
         assert torch._library.simple_registry.singleton.find(f"fused_acts::{op}").fake_impl.kernel is not None, op
+
+
+# Each CPU build: whether this CPU runs it, and the ATen capability whose
+# eager kernels share its SIMD width, and so its results bit for bit.
+CPU_BUILDS = {
+    "default": (lambda: True, "default"),
+    "avx2": (torch.cpu._is_avx2_supported, "avx2"),
+    "avx512": (torch.cpu._is_avx512_supported, "avx512"),
+    "avx512_bf16": (torch.cpu._is_avx512_bf16_supported, "avx512"),
+}
+
+
+@pytest.mark.parametrize("level", CPU_BUILDS)
+def test_each_cpu_build_matches_eager(level):
+    """The import loads the best CPU build; the others run here in a
+    subprocess, through every CPU test that compares with eager, eager
+    running at the same SIMD width."""
+    if level == fused_acts._extension.cpu_capability:
+        pytest.skip("the build this process runs")
+    if fused_acts._extension._library_path(f"_cpu_{level}") is None:
+        pytest.skip(f"no {level} build on this platform")
+    supported, aten_capability = CPU_BUILDS[level]
+    if not supported():
+        pytest.skip(f"this CPU cannot run {level}")
+    tests = Path(__file__).parent
+    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", "-k", "eager and (cpu or bit_for_bit) and not each_cpu_build",
+                   str(tests / "test_ops.py"), str(tests / "test_accuracy.py")]
+    script = (
+        "import sys, pytest, fused_acts\n"
+        f"assert fused_acts._extension.cpu_capability == {level!r}\n"
+        f"sys.exit(pytest.main({pytest_args!r}))"
+    )
+    # The subprocess imports the package that this process imported.
+    package_root = str(Path(fused_acts.__file__).parent.parent)
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "FUSED_ACTS_CPU_KERNELS": level, "ATEN_CPU_CAPABILITY": aten_capability,
+           "PYTHONPATH": path}
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tests, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

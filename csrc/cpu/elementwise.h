@@ -19,6 +19,23 @@ using at::vec::Vectorized;
 // Elements per task, as ATen's TensorIterator uses: below this, threads cost more than they save.
 constexpr int64_t kGrainSize = 32768;
 
+// Two float vectors into one 16-bit vector, rounding to nearest even.
+// AVX512-BF16 does it for bfloat16 in one instruction where ATen's integer
+// sequence takes sixteen, about a quarter of a bfloat16 SiLU. The instruction
+// reads subnormal inputs as zero, so a vector holding one takes ATen's path.
+template <typename scalar_t>
+inline Vectorized<scalar_t> narrow_from_float(const Vectorized<float>& lo, const Vectorized<float>& hi) {
+#if defined(__AVX512BF16__)
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    constexpr int kSubnormal = 0x20;  // vfpclassps category
+    if ((_mm512_fpclass_ps_mask(lo, kSubnormal) | _mm512_fpclass_ps_mask(hi, kSubnormal)) == 0) {
+      return Vectorized<scalar_t>(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    }
+  }
+#endif
+  return at::vec::convert_from_float<scalar_t>(lo, hi);
+}
+
 // Applies fn lane-wise to storage-dtype vectors, in opmath.
 template <typename scalar_t, int NIn, int NOut, typename Fn>
 inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn], Vectorized<scalar_t> (&out)[NOut]) {
@@ -32,9 +49,7 @@ inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn],
     }
     fn(lo, out_lo);
     fn(hi, out_hi);
-    for (int k = 0; k < NOut; ++k) {
-      out[k] = at::vec::convert_from_float<scalar_t>(out_lo[k], out_hi[k]);
-    }
+    for (int k = 0; k < NOut; ++k) out[k] = narrow_from_float<scalar_t>(out_lo[k], out_hi[k]);
   }
 }
 
