@@ -1,5 +1,5 @@
 // Math<T> for SIMD vectors, so that activations.h compiles to at::vec code.
-// This file is built once per CPU capability (DEFAULT, AVX2, AVX512).
+// This file is built once per CPU capability (DEFAULT, AVX2, AVX512, AVX512 + BF16).
 #pragma once
 
 #include "../activations.h"
@@ -78,6 +78,15 @@ struct Math<at::vec::Vectorized<S>> {
     if constexpr (std::is_same_v<scalar_t, S>) {
       return x;
     } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+#if defined(__AVX512BF16__)
+      // One rounding instruction; it reads subnormals as zero, so a vector
+      // holding one takes the integer path below.
+      constexpr int kSubnormal = 0x20;  // vfpclassps category
+      if (_mm512_fpclass_ps_mask(x, kSubnormal) == 0) {
+        const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16));
+      }
+#endif
       // Round to nearest even in the float's bits, as the bfloat16 conversion
       // does, without its pack and unpack (three times the instructions).
       using VI = at::vec::Vectorized<int32_t>;
