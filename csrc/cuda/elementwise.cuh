@@ -2,11 +2,11 @@
 // ElementwiseArgs with 16-byte loads and stores and 64-bit indexing.
 // Opmath is float for half types.
 //
-// Like ATen's vectorized_elementwise_kernel, each thread handles a fixed
-// few elements and the grid covers the tensor, so the block
-// scheduler balances the SMs. A grid-stride loop sized to "full occupancy"
-// cannot: the kernels use 30–60 registers, fewer blocks fit per SM than the
-// device maximum assumes, and the overflow ran as a half-empty second wave.
+// Like ATen's vectorized_elementwise_kernel, each thread handles a fixed few
+// elements and the grid covers the tensor, so the block scheduler balances
+// the SMs. A grid-stride loop sized to "full occupancy" cannot: most kernels
+// need over 32 registers, so fewer blocks fit per SM than the device maximum
+// assumes, and the overflow runs as a partly empty second wave.
 #pragma once
 
 #include "../activations.h"
