@@ -366,13 +366,24 @@ def test_every_op_has_cpu_and_fake_kernels():
         assert torch._library.simple_registry.singleton.find(f"fused_acts::{op}").fake_impl.kernel is not None, op
 
 
+def subprocess_env(**variables):
+    """The environment for a subprocess that imports the package this process imported."""
+    package_root = str(Path(fused_acts.__file__).parent.parent)
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **variables}
+
+
 # Each CPU build: whether this CPU runs it, and the ATen capability whose
 # eager kernels share its SIMD width, and so its results bit for bit.
+def cpu_has(feature):
+    return getattr(torch.cpu, f"_is_{feature}_supported", lambda: False)()
+
+
 CPU_BUILDS = {
     "default": (lambda: True, "default"),
-    "avx2": (torch.cpu._is_avx2_supported, "avx2"),
-    "avx512": (torch.cpu._is_avx512_supported, "avx512"),
-    "avx512_bf16": (torch.cpu._is_avx512_bf16_supported, "avx512"),
+    "avx2": (lambda: cpu_has("avx2"), "avx2"),
+    "avx512": (lambda: cpu_has("avx512"), "avx512"),
+    "avx512_bf16": (lambda: cpu_has("avx512_bf16"), "avx512"),
 }
 
 
@@ -396,10 +407,13 @@ def test_each_cpu_build_matches_eager(level):
         f"assert fused_acts._extension.cpu_capability == {level!r}\n"
         f"sys.exit(pytest.main({pytest_args!r}))"
     )
-    # The subprocess imports the package that this process imported.
-    package_root = str(Path(fused_acts.__file__).parent.parent)
-    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "FUSED_ACTS_CPU_KERNELS": level, "ATEN_CPU_CAPABILITY": aten_capability,
-           "PYTHONPATH": path}
+    env = subprocess_env(FUSED_ACTS_CPU_KERNELS=level, ATEN_CPU_CAPABILITY=aten_capability)
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tests, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_unknown_cpu_build_is_a_clear_import_error():
+    env = subprocess_env(FUSED_ACTS_CPU_KERNELS="avx9000")
+    result = subprocess.run([sys.executable, "-c", "import fused_acts"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "no CPU kernels were built for avx9000" in result.stderr
