@@ -26,6 +26,18 @@ struct Math<float> {
   static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
   static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
   static C10_HOST_DEVICE float where(bool c, float a, float b) { return c ? a : b; }
+  // 1/x for finite x in [1, 2^126). On the GPU: the hardware estimate and
+  // one Newton step, which is the fast path of CUDA's IEEE division without
+  // its range check and branch.
+  static C10_HOST_DEVICE float reciprocal(float x) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return ::fmaf(r, ::fmaf(-x, r, 1.0f), r);
+#else
+    return 1.0f / x;
+#endif
+  }
   template <typename scalar_t>
   static C10_HOST_DEVICE float round_to(float x) {
     return static_cast<float>(static_cast<scalar_t>(x));
@@ -42,22 +54,28 @@ struct Math<double> {
   static C10_HOST_DEVICE double min(double a, double b) { return ::fmin(a, b); }
   static C10_HOST_DEVICE double clamp(double x, double lo, double hi) { return ::fmin(::fmax(x, lo), hi); }
   static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
+  static C10_HOST_DEVICE double reciprocal(double x) { return 1.0 / x; }
   template <typename scalar_t>
   static C10_HOST_DEVICE double round_to(double x) { return x; }
 };
 
-// exp(−x²/2) without the x²/2 ulps that rounding x² would cost in the tail:
-// x² is split exactly into x2 + err (fma) and e^(−err/2) ≈ 1 − err/2.
-// Past |x| = kGaussClamp, exp(−x²/2) is 0 in the type; the clamp keeps x²
-// and err finite. Φ and φ clamp alike, so that gelu's derivative, which needs
-// both, computes this exp once.
+// |x|, capped where exp(−x²/2) is 0 in the type, so that x², its rounding
+// error and Φ's t stay finite. Φ and φ both start from it, so that gelu's
+// derivative, which needs both, computes one exp.
 template <typename T>
-C10_HOST_DEVICE T gaussian(T x) {
+C10_HOST_DEVICE T gauss_abs(T x) {
   using M = Math<T>;
-  constexpr float kGaussClamp = M::kDouble ? 40.0f : 15.0f;
-  x = M::clamp(x, T(-kGaussClamp), T(kGaussClamp));
-  const T x2 = x * x;
-  const T err = M::fma(x, x, -x2);
+  return M::min(M::abs(x), T(M::kDouble ? 40.0f : 15.0f));
+}
+
+// exp(−x²/2) from ax = gauss_abs(x), without the x²/2 ulps that rounding x²
+// would cost in the tail: x² is split exactly into x2 + err (fma) and
+// e^(−err/2) ≈ 1 − err/2.
+template <typename T>
+C10_HOST_DEVICE T gaussian(T ax) {
+  using M = Math<T>;
+  const T x2 = ax * ax;
+  const T err = M::fma(ax, ax, -x2);
   const T e = M::exp(T(-0.5f) * x2);
   return M::fma(T(-0.5f) * err, e, e);
 }
@@ -66,26 +84,30 @@ C10_HOST_DEVICE T gaussian(T x) {
 // Float: with a = |x|/√2 and t = 1/(1 + 0.4a), erfc(a) = t·Q(t)·exp(−a²),
 // where the degree-10 Q fits erfcx(a)/t to 6e-9 relative over all a ≥ 0
 // (fitted with scipy.special.erfcx). About as cheap as erff, far cheaper than
-// erfcf or normcdff. Double has no such fit here and uses the library's erfc.
+// erfcf or normcdff. Q's coefficients are halved, so that the product is
+// erfc(a)/2 = Φ(−|x|) directly, bit for bit as with a multiply by 0.5.
+// Past |x| = 15 a is capped (gauss_abs), where exp(−a²) is 0 anyway.
+// Double has no such fit here and uses the library's erfc.
 template <typename T>
 C10_HOST_DEVICE T normcdf(T x) {
   using M = Math<T>;
   if constexpr (M::kDouble) {
     return T(0.5) * M::erfc(x * T(-0.70710678118654752440));
   } else {
-    const T a = M::abs(x) * T(0.70710678f);
-    const T t = T(1.0f) / M::fma(T(0.4f), a, T(1.0f));
-    T q = M::fma(T(-2.921740590e-02f), t, T(1.404575511e-01f));
-    q = M::fma(q, t, T(-2.355490072e-01f));
-    q = M::fma(q, t, T(1.375855375e-01f));
-    q = M::fma(q, t, T(-4.691131630e-02f));
-    q = M::fma(q, t, T(8.392308228e-02f));
-    q = M::fma(q, t, T(1.190066166e-01f));
-    q = M::fma(q, t, T(1.717395294e-01f));
-    q = M::fma(q, t, T(2.076137108e-01f));
-    q = M::fma(q, t, T(2.256758607e-01f));
-    q = M::fma(q, t, T(2.256758348e-01f));
-    const T half_tail = T(0.5f) * t * q * gaussian(x);  // Φ(−|x|)
+    const T ax = gauss_abs(x);
+    const T a = ax * T(0.70710678f);
+    const T t = M::reciprocal(M::fma(T(0.4f), a, T(1.0f)));
+    T q = M::fma(T(-1.460870295e-02f), t, T(7.022877555e-02f));
+    q = M::fma(q, t, T(-1.177745036e-01f));
+    q = M::fma(q, t, T(6.879276875e-02f));
+    q = M::fma(q, t, T(-2.345565815e-02f));
+    q = M::fma(q, t, T(4.196154114e-02f));
+    q = M::fma(q, t, T(5.950330830e-02f));
+    q = M::fma(q, t, T(8.586976470e-02f));
+    q = M::fma(q, t, T(1.038068554e-01f));
+    q = M::fma(q, t, T(1.128379304e-01f));
+    q = M::fma(q, t, T(1.128379174e-01f));
+    const T half_tail = t * q * gaussian(ax);  // Φ(−|x|)
     return M::where(x < T(0.0f), half_tail, T(1.0f) - half_tail);
   }
 }
@@ -111,7 +133,7 @@ struct GeluErfAct {
 
   template <typename T>
   static C10_HOST_DEVICE T normpdf(T x) {
-    return gaussian(x) * T(kInvSqrt2Pi);
+    return gaussian(gauss_abs(x)) * T(kInvSqrt2Pi);
   }
   template <typename T>
   static C10_HOST_DEVICE T forward(T x) {

@@ -67,6 +67,7 @@ struct Math<at::vec::Vectorized<S>> {
   }
   static V erfc(const V& x) { return x.erfc(); }
   static V abs(const V& x) { return x.abs(); }
+  static V reciprocal(const V& x) { return x.reciprocal(); }
   static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
   static V min(const V& a, const V& b) { return at::vec::minimum(a, b); }
   // Two instructions, and nan stays nan.
