@@ -83,10 +83,11 @@ C10_HOST_DEVICE T gaussian(T ax) {
 // Φ(x), the standard normal CDF, to a few ulps everywhere, tails included.
 // Float: with a = |x|/√2 and t = 1/(1 + 0.4a), erfc(a) = t·Q(t)·exp(−a²),
 // where the degree-10 Q fits erfcx(a)/t to 6e-9 relative over all a ≥ 0
-// (fitted with scipy.special.erfcx). About as cheap as erff, far cheaper than
-// erfcf or normcdff. Q's coefficients are halved, so that the product is
-// erfc(a)/2 = Φ(−|x|) directly, bit for bit as with a multiply by 0.5.
-// Past |x| = 15 a is capped (gauss_abs), where exp(−a²) is 0 anyway.
+// (fitted with scipy.special.erfcx). Far cheaper than erfcf or normcdff, if
+// dearer than the 1 + erff that loses the tail. Q's coefficients are halved,
+// so that the product is erfc(a)/2 = Φ(−|x|) directly, bit for bit as with a
+// multiply by 0.5. Past |x| = 15 a is capped (gauss_abs), where exp(−a²) is
+// 0 anyway.
 // Double has no such fit here and uses the library's erfc.
 template <typename T>
 C10_HOST_DEVICE T normcdf(T x) {
