@@ -1,9 +1,11 @@
 // The math of every activation, written once for the CPU (SIMD vectors) and
 // CUDA (scalars). Each activation is a struct with two static templates:
-//   forward(x)      -> f(x)
-//   backward(dy, x) -> dy * f'(x)
-// T is the computation type: float or double, or an at::vec::Vectorized of
-// them on the CPU. Primitives (exp, erfc, ...) come from Math<T>, so the same
+//   forward<scalar_t>(x)      -> f(x)
+//   backward<scalar_t>(dy, x) -> dy * f'(x)
+// T, deduced, is the computation type: float or double, or an
+// at::vec::Vectorized of them on the CPU. scalar_t is the storage dtype that
+// x comes from and the result is rounded to; an activation may use cheaper
+// math where that is a 16-bit type (kHalfStorage). Primitives (exp, erfc, ...) come from Math<T>, so the same
 // formula compiles to Sleef vectors on the CPU and libdevice on the GPU.
 #pragma once
 
@@ -15,6 +17,9 @@ namespace fused_acts {
 
 template <typename T>
 struct Math;
+
+template <typename scalar_t>
+constexpr bool kHalfStorage = sizeof(scalar_t) == 2;
 
 template <>
 struct Math<float> {
@@ -36,6 +41,18 @@ struct Math<float> {
     return ::fmaf(r, ::fmaf(-x, r, 1.0f), r);
 #else
     return 1.0f / x;
+#endif
+  }
+  // e^x to about 2^-21 relative, subnormal results included: enough for a
+  // result rounded to 16 bits. On the GPU, one ex2.approx in place of expf's
+  // eight-instruction sequence.
+  static C10_HOST_DEVICE float exp_for_half(float x) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("ex2.approx.f32 %0, %1;" : "=f"(r) : "f"(x * 1.44269504088896341f));
+    return r;
+#else
+    return ::expf(x);
 #endif
   }
   template <typename scalar_t>
@@ -70,14 +87,19 @@ C10_HOST_DEVICE T gauss_abs(T x) {
 
 // exp(−x²/2) from ax = gauss_abs(x), without the x²/2 ulps that rounding x²
 // would cost in the tail: x² is split exactly into x2 + err (fma) and
-// e^(−err/2) ≈ 1 − err/2.
-template <typename T>
+// e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from a 16-bit type: it has at
+// most 11 significant bits, so x² is exact already.
+template <bool kHalf, typename T>
 C10_HOST_DEVICE T gaussian(T ax) {
   using M = Math<T>;
   const T x2 = ax * ax;
-  const T err = M::fma(ax, ax, -x2);
-  const T e = M::exp(T(-0.5f) * x2);
-  return M::fma(T(-0.5f) * err, e, e);
+  if constexpr (kHalf) {
+    return M::exp_for_half(T(-0.5f) * x2);
+  } else {
+    const T err = M::fma(ax, ax, -x2);
+    const T e = M::exp(T(-0.5f) * x2);
+    return M::fma(T(-0.5f) * err, e, e);
+  }
 }
 
 // Φ(x), the standard normal CDF, to a few ulps everywhere, tails included.
@@ -87,9 +109,10 @@ C10_HOST_DEVICE T gaussian(T ax) {
 // dearer than the 1 + erff that loses the tail. Q's coefficients are halved,
 // so that the product is erfc(a)/2 = Φ(−|x|) directly, bit for bit as with a
 // multiply by 0.5. Past |x| = 15 a is capped (gauss_abs), where exp(−a²) is
-// 0 anyway.
-// Double has no such fit here and uses the library's erfc.
-template <typename T>
+// 0 anyway. With kHalf (x from a 16-bit type, the result rounded to one), a
+// degree-6 Q fits to 5e-6 relative, 1/400 of a bfloat16 ulp and 1/200 of a
+// float16 one. Double has no such fit here and uses the library's erfc.
+template <bool kHalf, typename T>
 C10_HOST_DEVICE T normcdf(T x) {
   using M = Math<T>;
   if constexpr (M::kDouble) {
@@ -98,28 +121,38 @@ C10_HOST_DEVICE T normcdf(T x) {
     const T ax = gauss_abs(x);
     const T a = ax * T(0.70710678f);
     const T t = M::reciprocal(M::fma(T(0.4f), a, T(1.0f)));
-    T q = M::fma(T(-1.460870295e-02f), t, T(7.022877555e-02f));
-    q = M::fma(q, t, T(-1.177745036e-01f));
-    q = M::fma(q, t, T(6.879276875e-02f));
-    q = M::fma(q, t, T(-2.345565815e-02f));
-    q = M::fma(q, t, T(4.196154114e-02f));
-    q = M::fma(q, t, T(5.950330830e-02f));
-    q = M::fma(q, t, T(8.586976470e-02f));
-    q = M::fma(q, t, T(1.038068554e-01f));
-    q = M::fma(q, t, T(1.128379304e-01f));
-    q = M::fma(q, t, T(1.128379174e-01f));
-    const T half_tail = t * q * gaussian(ax);  // Φ(−|x|)
+    T q;
+    if constexpr (kHalf) {
+      q = M::fma(T(-4.758101702e-02f), t, T(9.320939332e-02f));
+      q = M::fma(q, t, T(3.424086049e-02f));
+      q = M::fma(q, t, T(9.097052366e-02f));
+      q = M::fma(q, t, T(1.034923792e-01f));
+      q = M::fma(q, t, T(1.128271297e-01f));
+      q = M::fma(q, t, T(1.128384918e-01f));
+    } else {
+      q = M::fma(T(-1.460870295e-02f), t, T(7.022877555e-02f));
+      q = M::fma(q, t, T(-1.177745036e-01f));
+      q = M::fma(q, t, T(6.879276875e-02f));
+      q = M::fma(q, t, T(-2.345565815e-02f));
+      q = M::fma(q, t, T(4.196154114e-02f));
+      q = M::fma(q, t, T(5.950330830e-02f));
+      q = M::fma(q, t, T(8.586976470e-02f));
+      q = M::fma(q, t, T(1.038068554e-01f));
+      q = M::fma(q, t, T(1.128379304e-01f));
+      q = M::fma(q, t, T(1.128379174e-01f));
+    }
+    const T half_tail = t * q * gaussian<kHalf>(ax);  // Φ(−|x|)
     return M::where(x < T(0.0f), half_tail, T(1.0f) - half_tail);
   }
 }
 
 // SiLU keeps eager's formulas exactly, so results match eager bit for bit.
 struct SiluAct {
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T forward(T x) {
     return x / (T(1) + Math<T>::exp(-x));
   }
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
     const T s = T(1) / (T(1) + Math<T>::exp(-x));
     return dy * s * (T(1) + x * (T(1) - s));
@@ -128,21 +161,23 @@ struct SiluAct {
 
 // gelu(x) = x·Φ(x) and gelu'(x) = Φ(x) + x·φ(x), with Φ and φ the standard
 // normal CDF and density. Eager's 1 + erf(x/√2) cancels as x → −∞, losing
-// all precision there; normcdf keeps it.
+// all precision there; normcdf keeps it. The derivative crosses zero near
+// x = −0.75, where its two terms cancel: it takes the full-precision Φ even
+// for 16-bit results, or float16's error there would grow from 2 ulps to 16.
 struct GeluErfAct {
   static constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
   template <typename T>
   static C10_HOST_DEVICE T normpdf(T x) {
-    return gaussian(gauss_abs(x)) * T(kInvSqrt2Pi);
+    return gaussian<false>(gauss_abs(x)) * T(kInvSqrt2Pi);
   }
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T forward(T x) {
-    return x * normcdf(x);
+    return x * normcdf<kHalfStorage<scalar_t>>(x);
   }
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
-    return dy * (normcdf(x) + x * normpdf(x));
+    return dy * (normcdf<false>(x) + x * normpdf(x));
   }
 };
 
@@ -156,11 +191,11 @@ struct GeluTanhAct {
   static C10_HOST_DEVICE T exp_minus_two_u(T x) {
     return Math<T>::exp(T(-kTwoBeta) * (x + T(kKappa) * x * x * x));
   }
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T forward(T x) {
     return x / (T(1) + exp_minus_two_u(x));
   }
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
     const T e = exp_minus_two_u(x);
     const T s = T(1) / (T(1) + e);
@@ -180,13 +215,13 @@ struct GeluTanhAct {
 struct MishAct {
   static constexpr double kCap = 20;
 
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T forward(T x) {
     const T n = Math<T>::exp(Math<T>::min(x, T(kCap)));
     const T w = n * (n + T(2));
     return x * (w / (w + T(2)));
   }
-  template <typename T>
+  template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
     const T n = Math<T>::exp(Math<T>::min(x, T(kCap)));
     const T w = n * (n + T(2));

@@ -13,7 +13,7 @@ struct UnaryForward {
   static constexpr int kIn = 1, kOut = 1;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Act::forward(in[0]);
+    out[0] = Act::template forward<scalar_t>(in[0]);
   }
 };
 
@@ -23,7 +23,7 @@ struct UnaryBackward {
   static constexpr int kIn = 2, kOut = 1;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Act::backward(in[0], in[1]);
+    out[0] = Act::template backward<scalar_t>(in[0], in[1]);
   }
 };
 
@@ -34,7 +34,7 @@ struct GatedForward {
   static constexpr int kIn = 2, kOut = 1;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Math<T>::template round_to<scalar_t>(Act::forward(in[0])) * in[1];
+    out[0] = Math<T>::template round_to<scalar_t>(Act::template forward<scalar_t>(in[0])) * in[1];
   }
 };
 
@@ -47,8 +47,8 @@ struct GatedBackward {
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
     const T dy = in[0], gate = in[1], up = in[2];
-    out[0] = Act::backward(dy * up, gate);
-    out[1] = dy * Math<T>::template round_to<scalar_t>(Act::forward(gate));
+    out[0] = Act::template backward<scalar_t>(dy * up, gate);
+    out[1] = dy * Math<T>::template round_to<scalar_t>(Act::template forward<scalar_t>(gate));
   }
 };
 

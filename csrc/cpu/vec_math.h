@@ -65,6 +65,7 @@ struct Math<at::vec::Vectorized<S>> {
       return x.exp();
     }
   }
+  static V exp_for_half(const V& x) { return exp(x); }
   static V erfc(const V& x) { return x.erfc(); }
   static V abs(const V& x) { return x.abs(); }
   static V reciprocal(const V& x) { return x.reciprocal(); }
