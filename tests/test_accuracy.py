@@ -73,3 +73,12 @@ def test_float64_error_is_a_few_ulps(name, device):
     eps = torch.finfo(torch.float64).eps
     assert ulp_errors(out.detach(), ref, torch.float64).max() <= 16
     assert ((grad - ref_grad).abs() <= 8 * eps * (1 + x.abs())).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=lambda d: str(d).removeprefix("torch."))
+def test_gelu_forward_to_16_bits_stays_within_half_an_ulp(dtype, device):
+    """For 16-bit outputs the GELU forward takes a shorter Φ (5e-6 relative):
+    every result must still round to within a hair of half an ulp."""
+    x = audit_inputs(device)
+    fwd, _ = errors(UNARY["gelu"][0], x, dtype, "gelu")
+    assert fwd.max() <= 0.51, fwd.max().item()
