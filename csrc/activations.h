@@ -5,8 +5,9 @@
 // T, deduced, is the computation type: float or double, or an
 // at::vec::Vectorized of them on the CPU. scalar_t is the storage dtype that
 // x comes from and the result is rounded to; an activation may use cheaper
-// math where that is a 16-bit type (kHalfStorage). Primitives (exp, erfc, ...) come from Math<T>, so the same
-// formula compiles to Sleef vectors on the CPU and libdevice on the GPU.
+// math where that is a 16-bit type (kHalfStorage). Primitives (exp, erfc,
+// ...) come from Math<T>, so the same formula compiles to Sleef vectors on
+// the CPU and libdevice on the GPU.
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -43,9 +44,9 @@ struct Math<float> {
     return 1.0f / x;
 #endif
   }
-  // e^x to about 2^-21 relative, subnormal results included: enough for a
-  // result rounded to 16 bits. On the GPU, one ex2.approx in place of expf's
-  // eight-instruction sequence.
+  // e^x to about 2^-21 relative for |x| < 10 and 1e-5 near float's
+  // underflow, subnormal results included: enough for a result rounded to 16
+  // bits. On the GPU, one ex2.approx in place of expf's eight instructions.
   static C10_HOST_DEVICE float exp_for_half(float x) {
 #ifdef __CUDA_ARCH__
     float r;
