@@ -21,14 +21,12 @@ constexpr int64_t kGrainSize = 32768;
 
 // Two float vectors into one 16-bit vector, rounding to nearest even.
 // AVX512-BF16 does it for bfloat16 in one instruction where ATen's integer
-// sequence takes sixteen, about a quarter of a bfloat16 SiLU. The instruction
-// reads subnormal inputs as zero, so a vector holding one takes ATen's path.
+// sequence takes sixteen, about a quarter of a bfloat16 SiLU.
 template <typename scalar_t>
 inline Vectorized<scalar_t> narrow_from_float(const Vectorized<float>& lo, const Vectorized<float>& hi) {
 #if defined(__AVX512BF16__)
   if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-    constexpr int kSubnormal = 0x20;  // vfpclassps category
-    if ((_mm512_fpclass_ps_mask(lo, kSubnormal) | _mm512_fpclass_ps_mask(hi, kSubnormal)) == 0) {
+    if ((subnormal_lanes(lo) | subnormal_lanes(hi)) == 0) {
       return Vectorized<scalar_t>(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
     }
   }

@@ -49,6 +49,16 @@ inline at::vec::Vectorized<float> sleef_expf(at::vec::Vectorized<float> x) {
 #endif
 }
 
+#if defined(__AVX512BF16__)
+// The lanes of v that AVX512-BF16's one-instruction rounding
+// (vcvtne(2)ps2bf16) gets wrong: it reads subnormal inputs as zero, so a
+// vector holding one must take ATen's integer rounding instead.
+inline __mmask16 subnormal_lanes(__m512 v) {
+  constexpr int kSubnormal = 0x20;  // vfpclassps category
+  return _mm512_fpclass_ps_mask(v, kSubnormal);
+}
+#endif
+
 }  // namespace cpu
 
 template <typename S>
@@ -82,10 +92,7 @@ struct Math<at::vec::Vectorized<S>> {
       return x;
     } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
 #if defined(__AVX512BF16__)
-      // One rounding instruction; it reads subnormals as zero, so a vector
-      // holding one takes the integer path below.
-      constexpr int kSubnormal = 0x20;  // vfpclassps category
-      if (_mm512_fpclass_ps_mask(x, kSubnormal) == 0) {
+      if (cpu::subnormal_lanes(x) == 0) {
         const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16));
       }
