@@ -60,6 +60,7 @@ struct ChunkPosition {
   int64_t row = 0, col = 0;
   int count = 0;  // 0 past the end
 
+  ChunkPosition() = default;
   __device__ ChunkPosition(int64_t chunk, int64_t num_chunks, int64_t cols, const RowOfChunk& row_of) {
     if (chunk >= num_chunks) return;
     if constexpr (kSingleRow) {
@@ -111,18 +112,18 @@ elementwise_kernel(ElementwiseArgs<NIn, NOut> args, RowOfChunk row_of, int64_t n
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads * kChunks + threadIdx.x;
 
   // All loads are issued before any math, to keep kChunks loads in flight.
+  Position pos[kChunks];
   Pack<scalar_t, VEC> in[kChunks][NIn];
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const Position pos(first + c * kThreads, num_chunks, args.cols, row_of);
-    if (pos.count == 0) continue;
+    pos[c] = Position(first + c * kThreads, num_chunks, args.cols, row_of);
+    if (pos[c].count == 0) continue;
 #pragma unroll
-    for (int k = 0; k < NIn; ++k) load_chunk(in[c][k], args.in[k], args.in_row_stride[k], pos.row, pos.col, pos.count);
+    for (int k = 0; k < NIn; ++k) load_chunk(in[c][k], args.in[k], args.in_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
   }
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const Position pos(first + c * kThreads, num_chunks, args.cols, row_of);
-    if (pos.count == 0) continue;
+    if (pos[c].count == 0) continue;
     Pack<scalar_t, VEC> out[NOut];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
@@ -134,7 +135,7 @@ elementwise_kernel(ElementwiseArgs<NIn, NOut> args, RowOfChunk row_of, int64_t n
       for (int k = 0; k < NOut; ++k) out[k].v[j] = static_cast<scalar_t>(y[k]);
     }
 #pragma unroll
-    for (int k = 0; k < NOut; ++k) store_chunk(out[k], args.out[k], args.out_row_stride[k], pos.row, pos.col, pos.count);
+    for (int k = 0; k < NOut; ++k) store_chunk(out[k], args.out[k], args.out_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
   }
 }
 
