@@ -161,7 +161,7 @@ def test_gated_non_contiguous(name, layout, device, dtype):
 
 
 @pytest.mark.parametrize("name", GATED)
-@pytest.mark.parametrize("shape", [(2,), (5, 18), (2, 3, 130)], ids=str)
+@pytest.mark.parametrize("shape", [(2,), (5, 18), (2, 3, 130), (3, 256)], ids=str)
 def test_packed_matches_eager(name, shape, device, dtype):
     fused, eager = GATED[name]
     x = make_input(shape, "contiguous", device, dtype)
@@ -387,29 +387,49 @@ CPU_BUILDS = {
 }
 
 
-@pytest.mark.parametrize("level", CPU_BUILDS)
-def test_each_cpu_build_matches_eager(level):
-    """The import loads the best CPU build; the others run here in a
-    subprocess, through every CPU test that compares with eager, eager
-    running at the same SIMD width."""
-    if level == fused_acts._extension.cpu_capability:
-        pytest.skip("the build this process runs")
+def run_eager_tests_in_subprocess(level, **variables):
+    """Every CPU test that compares with eager, in a subprocess that loads the
+    `level` CPU build, eager running at the same SIMD width."""
     if fused_acts._extension._library_path(f"_cpu_{level}") is None:
         pytest.skip(f"no {level} build on this platform")
     supported, aten_capability = CPU_BUILDS[level]
     if not supported():
         pytest.skip(f"this CPU cannot run {level}")
     tests = Path(__file__).parent
-    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", "-k", "eager and (cpu or bit_for_bit) and not each_cpu_build",
+    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", "-k", "eager and (cpu or bit_for_bit) and not in_subprocess",
                    str(tests / "test_ops.py"), str(tests / "test_accuracy.py")]
     script = (
         "import sys, pytest, fused_acts\n"
         f"assert fused_acts._extension.cpu_capability == {level!r}\n"
         f"sys.exit(pytest.main({pytest_args!r}))"
     )
-    env = subprocess_env(FUSED_ACTS_CPU_KERNELS=level, ATEN_CPU_CAPABILITY=aten_capability)
+    env = subprocess_env(FUSED_ACTS_CPU_KERNELS=level, ATEN_CPU_CAPABILITY=aten_capability, **variables)
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tests, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("level", CPU_BUILDS)
+def test_each_cpu_build_matches_eager_in_subprocess(level):
+    """The import loads the best CPU build; the others run here."""
+    if level == fused_acts._extension.cpu_capability:
+        pytest.skip("the build this process runs")
+    run_eager_tests_in_subprocess(level)
+
+
+@pytest.mark.parametrize("level", [level for level in CPU_BUILDS if level != "default"])
+def test_nontemporal_stores_match_eager_in_subprocess(level):
+    """Calls that outgrow the last-level cache store past it (non-temporal
+    stores, AVX2 and up). A threshold of 0 bytes sends every call there,
+    among them outputs whose rows start unaligned and so fall back."""
+    run_eager_tests_in_subprocess(level, FUSED_ACTS_NONTEMPORAL_MIN_BYTES="0")
+
+
+def test_bad_nontemporal_threshold_is_a_clear_error():
+    script = "import torch, fused_acts; fused_acts.silu(torch.ones(3))"
+    env = subprocess_env(FUSED_ACTS_NONTEMPORAL_MIN_BYTES="lots")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "FUSED_ACTS_NONTEMPORAL_MIN_BYTES must be a byte count, 0 (always) or -1 (never), got 'lots'" in result.stderr
 
 
 def test_unknown_cpu_build_is_a_clear_import_error():

@@ -4,6 +4,7 @@
 // round once on store.
 #pragma once
 
+#include "nontemporal.h"
 #include "vec_math.h"
 #include "../elementwise_args.h"
 
@@ -11,6 +12,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace fused_acts::cpu {
 
@@ -56,27 +58,46 @@ inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn],
 // rounding wherever it sits. flatten: GCC otherwise leaves the activation
 // out of line past a few exps, and each call spills every vector register.
 template <typename scalar_t, int NIn, int NOut, typename Fn>
-__attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* const (&in)[NIn], scalar_t* const (&out)[NOut], int64_t n) {
+__attribute__((flatten)) inline void run_segment(
+    const Fn& fn, const scalar_t* const (&in)[NIn], scalar_t* const (&out)[NOut], int64_t n, bool bypass_cache) {
   using Vec = Vectorized<scalar_t>;
-  auto step = [&](int64_t i, int64_t count) {
+  auto step = [&](int64_t i, int64_t count, auto store) {
     Vec in_vec[NIn], out_vec[NOut];
     for (int k = 0; k < NIn; ++k) in_vec[k] = Vec::loadu(in[k] + i, count);
     apply_in_opmath<scalar_t>(fn, in_vec, out_vec);
-    for (int k = 0; k < NOut; ++k) out_vec[k].store(out[k] + i, count);
+    for (int k = 0; k < NOut; ++k) store(out_vec[k], out[k] + i, count);
   };
+  auto cached = [](const Vec& v, scalar_t* ptr, int64_t count) { v.store(ptr, count); };
   // Four independent opmath vectors per iteration overlap their long exp
   // chains; a 16-bit vector already widens into two.
   constexpr int kSteps = sizeof(scalar_t) == 2 ? 2 : 4;
-  int64_t i = 0;
-  for (; i + kSteps * Vec::size() <= n; i += kSteps * Vec::size()) {
-    for (int k = 0; k < kSteps; ++k) step(i + k * Vec::size(), Vec::size());
+  auto whole_steps = [&](auto store) {
+    int64_t i = 0;
+    for (; i + kSteps * Vec::size() <= n; i += kSteps * Vec::size()) {
+      for (int k = 0; k < kSteps; ++k) step(i + k * Vec::size(), Vec::size(), store);
+    }
+    return i;
+  };
+  int64_t i;
+  if constexpr (kHasNontemporalStores) {
+    // Non-temporal stores need aligned vectors. Outputs come aligned from the
+    // allocator; a segment that starts mid-vector (rows of odd length, a
+    // thread's range of an odd-sized tensor) keeps cached stores.
+    bool aligned = true;
+    for (int k = 0; k < NOut; ++k) aligned = aligned && reinterpret_cast<uintptr_t>(out[k]) % sizeof(Vec) == 0;
+    auto bypassing = [](const Vec& v, scalar_t* ptr, int64_t) { store_nontemporal(v, ptr); };
+    i = bypass_cache && aligned ? whole_steps(bypassing) : whole_steps(cached);
+  } else {
+    i = whole_steps(cached);
   }
-  for (; i < n; i += Vec::size()) step(i, std::min<int64_t>(Vec::size(), n - i));
+  for (; i < n; i += Vec::size()) step(i, std::min<int64_t>(Vec::size(), n - i), cached);
 }
 
 template <typename scalar_t, int NIn, int NOut, typename Fn>
 void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
   const int64_t cols = args.cols;
+  const int64_t bytes = (NIn + NOut) * args.rows * cols * static_cast<int64_t>(sizeof(scalar_t));
+  const bool bypass_cache = bytes >= nontemporal_min_bytes();
   at::parallel_for(0, args.rows * cols, kGrainSize, [&](int64_t begin, int64_t end) {
     // A thread's range may start and end mid-row; walk it one row piece at a time.
     for (int64_t i = begin; i < end;) {
@@ -90,9 +111,10 @@ void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
       for (int k = 0; k < NOut; ++k) {
         out[k] = static_cast<scalar_t*>(args.out[k]) + row * args.out_row_stride[k] + col;
       }
-      run_segment<scalar_t>(fn, in, out, n);
+      run_segment<scalar_t>(fn, in, out, n, bypass_cache);
       i += n;
     }
+    if (bypass_cache) nontemporal_fence();
   });
 }
 
