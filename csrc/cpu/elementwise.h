@@ -83,10 +83,10 @@ __attribute__((flatten)) inline void run_segment(
     // Non-temporal stores need aligned vectors. Outputs come aligned from the
     // allocator; a segment that starts mid-vector (rows of odd length, a
     // thread's range of an odd-sized tensor) keeps cached stores.
-    bool aligned = true;
-    for (int k = 0; k < NOut; ++k) aligned = aligned && reinterpret_cast<uintptr_t>(out[k]) % sizeof(Vec) == 0;
+    bool stream = bypass_cache;
+    for (int k = 0; k < NOut && stream; ++k) stream = reinterpret_cast<uintptr_t>(out[k]) % sizeof(Vec) == 0;
     auto bypassing = [](const Vec& v, scalar_t* ptr, int64_t) { store_nontemporal(v, ptr); };
-    i = bypass_cache && aligned ? whole_steps(bypassing) : whole_steps(cached);
+    i = stream ? whole_steps(bypassing) : whole_steps(cached);
   } else {
     i = whole_steps(cached);
   }
