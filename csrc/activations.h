@@ -32,30 +32,34 @@ struct Math<float> {
   static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
   static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
   static C10_HOST_DEVICE float where(bool c, float a, float b) { return c ? a : b; }
-  // 1/x for finite x in [1, 2^126). On the GPU: the hardware estimate and
-  // one Newton step, which is the fast path of CUDA's IEEE division without
-  // its range check and branch.
-  static C10_HOST_DEVICE float reciprocal(float x) {
+  // n/d for finite n and d in [1, 2^126). On the GPU: n times the hardware
+  // estimate of 1/d after one Newton step, which is the fast path of CUDA's
+  // IEEE division without its range check and branch.
+  static C10_HOST_DEVICE float divide(float n, float d) {
 #ifdef __CUDA_ARCH__
     float r;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-    return ::fmaf(r, ::fmaf(-x, r, 1.0f), r);
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+    return n * ::fmaf(r, ::fmaf(-d, r, 1.0f), r);
 #else
-    return 1.0f / x;
+    return n / d;
 #endif
   }
-  // e^x to about 2^-21 relative for |x| < 10 and 1e-5 near float's
-  // underflow, subnormal results included: enough for a result rounded to 16
-  // bits. On the GPU, one ex2.approx in place of expf's eight instructions;
-  // on the CPU, a degree-5 2^f (cpu::exp_for_half) in place of Sleef's exp.
-  static C10_HOST_DEVICE float exp_for_half(float x) {
+  // 2^y for y in [-252, 0], to about 2^-21 relative, subnormal results
+  // included: enough for a result rounded to 16 bits. On the GPU, one
+  // ex2.approx; on the CPU, a degree-5 polynomial (cpu::exp2_for_half) in
+  // place of Sleef's exp2.
+  static C10_HOST_DEVICE float exp2_for_half(float y) {
 #ifdef __CUDA_ARCH__
     float r;
-    asm("ex2.approx.f32 %0, %1;" : "=f"(r) : "f"(x * 1.44269504088896341f));
+    asm("ex2.approx.f32 %0, %1;" : "=f"(r) : "f"(y));
     return r;
 #else
-    return ::expf(x);
+    return ::exp2f(y);
 #endif
+  }
+  // 2^(y + lo) for y in [-252, 0] and |lo| ≤ 2^-20, to about 2 ulps.
+  static C10_HOST_DEVICE float exp2_sum(float y, float lo) {
+    return ::exp2f(y) * ::fmaf(lo, 0.693147181f, 1.0f);
   }
   template <typename scalar_t>
   static C10_HOST_DEVICE float round_to(float x) {
@@ -73,7 +77,7 @@ struct Math<double> {
   static C10_HOST_DEVICE double min(double a, double b) { return ::fmin(a, b); }
   static C10_HOST_DEVICE double clamp(double x, double lo, double hi) { return ::fmin(::fmax(x, lo), hi); }
   static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
-  static C10_HOST_DEVICE double reciprocal(double x) { return 1.0 / x; }
+  static C10_HOST_DEVICE double divide(double n, double d) { return n / d; }
   template <typename scalar_t>
   static C10_HOST_DEVICE double round_to(double x) { return x; }
 };
@@ -88,63 +92,79 @@ C10_HOST_DEVICE T gauss_abs(T x) {
 }
 
 // exp(−x²/2) from ax = gauss_abs(x), without the x²/2 ulps that rounding x²
-// would cost in the tail: x² is split exactly into x2 + err (fma) and
-// e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from a 16-bit type: it has at
-// most 11 significant bits, so x² is exact already.
+// would cost in the tail: x² is split exactly into x2 + err (fma). Float
+// takes 2^y with y = −x²·log2(e)/2 carried in two parts, the constant's too,
+// so that nothing is lost before the exp; double takes e^(−err/2) ≈ 1 − err/2.
+// With kHalf, x comes from a 16-bit type: it has at most 11 significant
+// bits, so x² is exact already.
 template <bool kHalf, typename T>
 C10_HOST_DEVICE T gaussian(T ax) {
   using M = Math<T>;
+  constexpr float kHalfLog2EHi = 0.72134751081f, kHalfLog2ELo = 9.6298151675e-09f;  // log2(e)/2
   const T x2 = ax * ax;
   if constexpr (kHalf) {
-    return M::exp_for_half(T(-0.5f) * x2);
+    return M::exp2_for_half(T(-kHalfLog2EHi) * x2);
   } else {
     const T err = M::fma(ax, ax, -x2);
-    const T e = M::exp(T(-0.5f) * x2);
-    return M::fma(T(-0.5f) * err, e, e);
+    if constexpr (M::kDouble) {
+      const T e = M::exp(T(-0.5) * x2);
+      return M::fma(T(-0.5) * err, e, e);
+    } else {
+      const T y = T(-kHalfLog2EHi) * x2;
+      const T y_rounding = M::fma(T(-kHalfLog2EHi), x2, -y);
+      const T y_lo = M::fma(T(-kHalfLog2ELo), x2, M::fma(T(-kHalfLog2EHi), err, y_rounding));
+      return M::exp2_sum(y, y_lo);
+    }
   }
 }
 
-// Φ(x), the standard normal CDF, to a few ulps everywhere, tails included.
-// Float: with a = |x|/√2 and t = 1/(1 + 0.4a), erfc(a) = t·Q(t)·exp(−a²),
-// where the degree-10 Q fits erfcx(a)/t to 6e-9 relative over all a ≥ 0
-// (fitted with scipy.special.erfcx). Far cheaper than erfcf or normcdff, if
-// dearer than the 1 + erff that loses the tail. Q's coefficients are halved,
-// so that the product is erfc(a)/2 = Φ(−|x|) directly, bit for bit as with a
-// multiply by 0.5. Past |x| = 15 a is capped (gauss_abs), where exp(−a²) is
-// 0 anyway. With kHalf (x from a 16-bit type, the result rounded to one), a
-// degree-6 Q fits to 5e-6 relative, 1/400 of a bfloat16 ulp and 1/200 of a
-// float16 one. Double has no such fit here and uses the library's erfc.
+// R(a) = Φ(−a)/exp(−a²/2) = erfcx(a/√2)/2 for a = gauss_abs(x), float only:
+// a rational N/D fitted for relative error over [0, 15] (with
+// scipy.special.erfcx). Its coefficients are all positive, so Horner loses
+// nothing to cancellation: degrees 4 and 5 give 2e-8 with float coefficients,
+// 3e-7 in float arithmetic, as the substitution t = 1/(1 + 0.4a/√2) and a
+// degree-10 polynomial in t did, in three fewer multiplies. With kHalf (the
+// result rounded to 16 bits), degrees 3 and 4 give 7e-7, 1/5000 of a
+// bfloat16 ulp and 1/600 of a float16 one.
+template <bool kHalf, typename T>
+C10_HOST_DEVICE T normal_tail_ratio(T a) {
+  using M = Math<T>;
+  T n, d;
+  if constexpr (kHalf) {
+    n = M::fma(T(1.728745922e-02f), a, T(1.205399781e-01f));
+    n = M::fma(n, a, T(3.637216985e-01f));
+    n = M::fma(n, a, T(4.999997914e-01f));
+    d = M::fma(T(4.333770275e-02f), a, T(3.019614220e-01f));
+    d = M::fma(d, a, T(9.582605362e-01f));
+    d = M::fma(d, a, T(1.525307417e+00f));
+    d = M::fma(d, a, T(1.0f));
+  } else {
+    n = M::fma(T(4.153055139e-03f), a, T(4.088027030e-02f));
+    n = M::fma(n, a, T(1.839670986e-01f));
+    n = M::fma(n, a, T(4.392814636e-01f));
+    n = M::fma(n, a, T(0.5f));
+    d = M::fma(T(1.041005366e-02f), a, T(1.024777591e-01f));
+    d = M::fma(d, a, T(4.714031816e-01f));
+    d = M::fma(d, a, T(1.205541015e+00f));
+    d = M::fma(d, a, T(1.676447988e+00f));
+    d = M::fma(d, a, T(1.0f));
+  }
+  return M::divide(n, d);
+}
+
+// Φ(x), the standard normal CDF, to a few ulps everywhere, tails included:
+// Φ(−|x|) = R(|x|)·exp(−x²/2), and Φ(|x|) = 1 − Φ(−|x|). Past |x| = 15, |x|
+// is capped (gauss_abs), where exp(−x²/2) is 0 anyway. Double has no fit of
+// R here and uses the library's erfc.
 template <bool kHalf, typename T>
 C10_HOST_DEVICE T normcdf(T x) {
   using M = Math<T>;
   if constexpr (M::kDouble) {
     return T(0.5) * M::erfc(x * T(-0.70710678118654752440));
   } else {
-    const T ax = gauss_abs(x);
-    const T a = ax * T(0.70710678f);
-    const T t = M::reciprocal(M::fma(T(0.4f), a, T(1.0f)));
-    T q;
-    if constexpr (kHalf) {
-      q = M::fma(T(-4.758101702e-02f), t, T(9.320939332e-02f));
-      q = M::fma(q, t, T(3.424086049e-02f));
-      q = M::fma(q, t, T(9.097052366e-02f));
-      q = M::fma(q, t, T(1.034923792e-01f));
-      q = M::fma(q, t, T(1.128271297e-01f));
-      q = M::fma(q, t, T(1.128384918e-01f));
-    } else {
-      q = M::fma(T(-1.460870295e-02f), t, T(7.022877555e-02f));
-      q = M::fma(q, t, T(-1.177745036e-01f));
-      q = M::fma(q, t, T(6.879276875e-02f));
-      q = M::fma(q, t, T(-2.345565815e-02f));
-      q = M::fma(q, t, T(4.196154114e-02f));
-      q = M::fma(q, t, T(5.950330830e-02f));
-      q = M::fma(q, t, T(8.586976470e-02f));
-      q = M::fma(q, t, T(1.038068554e-01f));
-      q = M::fma(q, t, T(1.128379304e-01f));
-      q = M::fma(q, t, T(1.128379174e-01f));
-    }
-    const T half_tail = t * q * gaussian<kHalf>(ax);  // Φ(−|x|)
-    return M::where(x < T(0.0f), half_tail, T(1.0f) - half_tail);
+    const T a = gauss_abs(x);
+    const T lower_tail = normal_tail_ratio<kHalf>(a) * gaussian<kHalf>(a);  // Φ(−|x|)
+    return M::where(x < T(0.0f), lower_tail, T(1.0f) - lower_tail);
   }
 }
 
@@ -164,22 +184,29 @@ struct SiluAct {
 // gelu(x) = x·Φ(x) and gelu'(x) = Φ(x) + x·φ(x), with Φ and φ the standard
 // normal CDF and density. Eager's 1 + erf(x/√2) cancels as x → −∞, losing
 // all precision there; normcdf keeps it. The derivative crosses zero near
-// x = −0.75, where its two terms cancel: it takes the full-precision Φ even
-// for 16-bit results, or float16's error there would grow from 2 ulps to 16.
+// x = −0.75, where its two terms cancel. In float it is v = Φ(−|x|) − |x|·φ(x)
+// for x < 0 and 1 − v above, with v = exp(−x²/2)·(R(|x|) − |x|/√(2π)): the
+// cancelling terms meet in one fma, and the full-precision R serves 16-bit
+// results too, or float16's error there would grow from 0.5 ulp to 16.
 struct GeluErfAct {
   static constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
-  template <typename T>
-  static C10_HOST_DEVICE T normpdf(T x) {
-    return gaussian<false>(gauss_abs(x)) * T(kInvSqrt2Pi);
-  }
   template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T forward(T x) {
     return x * normcdf<kHalfStorage<scalar_t>>(x);
   }
   template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
-    return dy * (normcdf<false>(x) + x * normpdf(x));
+    using M = Math<T>;
+    if constexpr (M::kDouble) {
+      const T pdf = gaussian<false>(gauss_abs(x)) * T(kInvSqrt2Pi);
+      return dy * (normcdf<false>(x) + x * pdf);
+    } else {
+      // |x| uncapped, so that ±inf gives 0·inf = nan, as eager does.
+      const T a = gauss_abs(x);
+      const T v = gaussian<false>(a) * M::fma(M::abs(x), T(-kInvSqrt2Pi), normal_tail_ratio<false>(a));
+      return dy * M::where(x < T(0.0f), v, T(1.0f) - v);
+    }
   }
 };
 

@@ -75,11 +75,19 @@ def test_float64_error_is_a_few_ulps(name, device):
     assert ((grad - ref_grad).abs() <= 8 * eps * (1 + x.abs())).all()
 
 
+def every_finite(dtype, device):
+    x = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype)
+    return x[torch.isfinite(x)].to(device)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=lambda d: str(d).removeprefix("torch."))
-def test_gelu_forward_to_16_bits_stays_within_half_an_ulp(dtype, device):
-    """For 16-bit outputs the GELU forward takes a shorter Φ (5e-6 relative)
-    and a shorter exp (2^-21; ex2.approx on the GPU): every result must still
-    round to within a hair of half an ulp. A Φ off by 5e-4 gives over 0.56."""
-    x = audit_inputs(device)
-    fwd, _ = errors(UNARY["gelu"][0], x, dtype, "gelu")
+def test_gelu_to_16_bits_stays_within_half_an_ulp(dtype, device):
+    """Every finite 16-bit input. For 16-bit outputs the forward takes a
+    shorter Φ (7e-7 relative) and a shorter exp (2^-23; ex2.approx on the
+    GPU); the gradient crosses zero near x = −0.75, where a few float ulps
+    of its cancelling terms are a sizeable part of a float16 ulp. Both must
+    still round to within a hair of half an ulp: 0.5 on the CPU, and the bar
+    leaves the GPU's ex2.approx a little room."""
+    fwd, grad = errors(UNARY["gelu"][0], every_finite(dtype, device), dtype, "gelu")
     assert fwd.max() <= 0.52, fwd.max().item()
+    assert grad.max() <= 0.52, grad.max().item()
