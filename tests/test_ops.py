@@ -388,15 +388,16 @@ CPU_BUILDS = {
 
 
 def run_eager_tests_in_subprocess(level, **variables):
-    """Every CPU test that compares with eager, in a subprocess that loads the
-    `level` CPU build, eager running at the same SIMD width."""
+    """Every CPU test that compares with eager or names every build, in a
+    subprocess that loads the `level` CPU build, eager running at the same
+    SIMD width."""
     if fused_acts._extension._library_path(f"_cpu_{level}") is None:
         pytest.skip(f"no {level} build on this platform")
     supported, aten_capability = CPU_BUILDS[level]
     if not supported():
         pytest.skip(f"this CPU cannot run {level}")
     tests = Path(__file__).parent
-    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", "-k", "eager and (cpu or bit_for_bit) and not in_subprocess",
+    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", "-k", "(eager or every_build) and (cpu or bit_for_bit) and not in_subprocess",
                    str(tests / "test_ops.py"), str(tests / "test_accuracy.py")]
     script = (
         "import sys, pytest, fused_acts\n"

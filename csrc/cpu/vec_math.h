@@ -137,7 +137,20 @@ struct Math<at::vec::Vectorized<S>> {
   static V erfc(const V& x) { return x.erfc(); }
   static V abs(const V& x) { return x.abs(); }
   static V divide(const V& n, const V& d) { return n / d; }
-  static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
+  static V fma(const V& a, const V& b, const V& c) {
+#if defined(CPU_CAPABILITY_DEFAULT) && defined(__x86_64__)
+    // ATen's generic fmadd rounds twice, and the exact splits in gaussian()
+    // need one rounding. (aarch64's DEFAULT vectors fuse it in hardware.)
+    __at_align__ S out[V::size()], bv[V::size()], cv[V::size()];
+    a.store(out);
+    b.store(bv);
+    c.store(cv);
+    for (int i = 0; i < V::size(); ++i) out[i] = std::fma(out[i], bv[i], cv[i]);
+    return V::loadu(out);
+#else
+    return at::vec::fmadd(a, b, c);
+#endif
+  }
   // One instruction; nan in a stays nan (at::vec::minimum takes three).
   static V min(const V& a, const V& b) { return at::vec::clamp_max(a, b); }
   // Two instructions, and nan stays nan.
