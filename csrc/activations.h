@@ -32,14 +32,18 @@ struct Math<float> {
   static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
   static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
   static C10_HOST_DEVICE float where(bool c, float a, float b) { return c ? a : b; }
-  // n/d for finite n and d in [1, 2^126). On the GPU: n times the hardware
-  // estimate of 1/d after one Newton step, which is the fast path of CUDA's
-  // IEEE division without its range check and branch.
+  // n/d for finite n and d in [1, 2^126), rounded as the CPU's division is
+  // (GELU's derivative cancels down to R's last ulp). On the GPU: the
+  // hardware estimate of 1/d, one Newton step and one correction of the
+  // quotient, which is the fast path of CUDA's IEEE division without its
+  // range check and branch.
   static C10_HOST_DEVICE float divide(float n, float d) {
 #ifdef __CUDA_ARCH__
     float r;
     asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
-    return n * ::fmaf(r, ::fmaf(-d, r, 1.0f), r);
+    r = ::fmaf(r, ::fmaf(-d, r, 1.0f), r);
+    const float q = n * r;
+    return ::fmaf(::fmaf(-d, q, n), r, q);
 #else
     return n / d;
 #endif

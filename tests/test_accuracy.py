@@ -81,6 +81,8 @@ def test_gelu_float32_stays_within_a_few_ulps_in_every_build(device):
     build must keep (the subprocess runs repeat this test in each). The
     gradient is judged against the size of its terms, Φ(x) + |x|·φ(x),
     since it crosses zero where they cancel."""
+    if device != "cpu":
+        pytest.skip("a bar for the CPU builds; the GPU's exp2f and division are not measured against it yet")
     x = audit_inputs(device).float().requires_grad_()
     out = UNARY["gelu"][0](x)
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
