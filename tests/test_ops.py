@@ -274,6 +274,18 @@ def test_compile_fullgraph(backend, device):
     torch.testing.assert_close(grad, expected_grad)
 
 
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_grad_free_modes_match(mode, device):
+    """Serving runs under no_grad or inference_mode; the latter skips the
+    Python autograd layer altogether. Same kernels, so the same bits."""
+    x = torch.randn(8, 64, device=device, requires_grad=True)
+    expected = _all_activations(x).detach()
+    with torch.no_grad() if mode == "no_grad" else torch.inference_mode():
+        out = _all_activations(x)
+    assert not out.requires_grad and out.is_inference() == (mode == "inference_mode")
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
 def test_modules(device):
     x = torch.randn(3, 10, device=device)
     assert repr(fnn.GELU()) == "GELU(approximate='none')"
