@@ -107,32 +107,32 @@ template <typename S>
 struct Math<at::vec::Vectorized<S>> {
   using V = at::vec::Vectorized<S>;
   static constexpr bool kDouble = std::is_same_v<S, double>;
-  static V exp(const V& x) {
+  // Float vectors on AVX2 and up take the exps above; the rest, ATen's.
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) {
-      return cpu::sleef_expf(x);
-    } else
+  static constexpr bool kOwnExp = std::is_same_v<S, float>;
+#else
+  static constexpr bool kOwnExp = false;
 #endif
-    {
+  static V exp(const V& x) {
+    if constexpr (kOwnExp) {
+      return cpu::sleef_expf(x);
+    } else {
       return x.exp();
     }
   }
   static V exp2_for_half(const V& y) {
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) {
+    if constexpr (kOwnExp) {
       return cpu::exp2_for_half(y);
-    } else
-#endif
-    {
+    } else {
       return y.exp2();
     }
   }
   static V exp2_sum(const V& y, const V& lo) {
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-    return cpu::exp2_sum(y, lo);
-#else
-    return y.exp2() * at::vec::fmadd(lo, V(0.693147181f), V(1.0f));
-#endif
+    if constexpr (kOwnExp) {
+      return cpu::exp2_sum(y, lo);
+    } else {
+      return y.exp2() * at::vec::fmadd(lo, V(0.693147181f), V(1.0f));
+    }
   }
   static V erfc(const V& x) { return x.erfc(); }
   static V abs(const V& x) { return x.abs(); }
