@@ -154,6 +154,34 @@ _register_autograd("geglu", _ops.geglu_backward, 2)
 _register_autograd("geglu_packed", _ops.geglu_packed_backward, 1)
 
 
+# vmap: every op is elementwise over the shape its tensors share (a packed
+# last dim aside), so the batched op is the op itself on tensors whose batch
+# dim comes first. Without a rule, vmap falls back to one call per sample.
+def _register_vmap(name):
+    op = getattr(_ops, name)
+    num_outputs = len(op.default._schema.returns)
+
+    def batched(info, in_dims, *args):
+        if "_packed" in name:
+            # x, the last tensor, is checked per sample: a batch of 0-dim
+            # samples would otherwise pass as one packed last dim.
+            x, x_dim = [(a, d) for a, d in zip(args, in_dims) if isinstance(a, torch.Tensor)][-1]
+            if x_dim is not None:
+                x = torch.empty(x.shape[:x_dim] + x.shape[x_dim + 1:], dtype=x.dtype, device="meta")
+            _check_packed(name.replace("_packed", ""), x)
+        args = [a.movedim(d, 0) if d is not None
+                else a.expand(info.batch_size, *a.shape) if isinstance(a, torch.Tensor) else a
+                for a, d in zip(args, in_dims)]
+        return op(*args), (0 if num_outputs == 1 else (0,) * num_outputs)
+
+    torch.library.register_vmap(f"fused_acts::{name}", batched)
+
+
+for _base in ("gelu", "silu", "mish", "swiglu", "swiglu_packed", "geglu", "geglu_packed"):
+    _register_vmap(_base)
+    _register_vmap(f"{_base}_backward")
+
+
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """Same as ``torch.nn.functional.gelu``: "none" is the erf form, "tanh" the tanh approximation."""
     return _ops.gelu(x, approximate)

@@ -251,6 +251,60 @@ def test_opcheck(device):
         torch.library.opcheck(op, args)
 
 
+
+@pytest.fixture
+def vmap_fallback_disabled():
+    """vmap raises, rather than looping over samples, on an op without a batching rule."""
+    torch._C._functorch._set_vmap_fallback_enabled(False)
+    yield
+    torch._C._functorch._set_vmap_fallback_enabled(True)
+
+
+def test_vmap_batches_every_op(device, vmap_fallback_disabled):
+    """Each op's batching rule gives what a loop over the samples gives. The
+    first tensor is batched along its dim 1, the others along dim 0, and the
+    last tensor of a multi-tensor op not at all."""
+    batch = 3
+    for op, args in _opcheck_cases(device):
+        tensors = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        in_dims = [None] * len(args)
+        batched = list(args)
+        for i in tensors[:-1] if len(tensors) > 1 else tensors:
+            in_dims[i] = 1 if i == tensors[0] else 0
+            batched[i] = torch.stack([torch.randn_like(args[i]) for _ in range(batch)], dim=in_dims[i])
+        samples = [[a.select(d, k) if d is not None else a for a, d in zip(batched, in_dims)] for k in range(batch)]
+        out = torch.vmap(op, in_dims=tuple(in_dims))(*batched)
+        expected = [op(*sample) for sample in samples]
+        if isinstance(out, tuple):
+            for o, e in zip(out, zip(*expected)):
+                assert torch.equal(o, torch.stack(e)), op
+        else:
+            assert torch.equal(out, torch.stack(expected)), op
+
+
+def test_vmap_packed_checks_each_sample(device, vmap_fallback_disabled):
+    """A batch of 0-dim samples must not pass as one packed last dim."""
+    with pytest.raises(ValueError, match=r"swiglu: packed x must have an even last dim \(gate‖up\), got shape \[\]"):
+        torch.vmap(fused_acts.swiglu)(torch.randn(4, device=device))
+    with pytest.raises(ValueError, match=r"geglu_backward: packed x must have an even last dim \(gate‖up\), got shape \[5, 3\]"):
+        torch.vmap(torch.ops.fused_acts.geglu_packed_backward, in_dims=(None, 1))(
+            torch.randn(5, 1, device=device), torch.randn(5, 2, 3, device=device))
+    assert torch.vmap(fused_acts.swiglu)(torch.randn(0, 4, device=device)).shape == (0, 2)
+
+
+def test_vmap_under_autograd_and_compile(device, vmap_fallback_disabled):
+    x = torch.randn(3, 4, 6, device=device, requires_grad=True)
+    out = torch.vmap(fused_acts.swiglu, in_dims=1)(x)
+    expected = torch.stack([fused_acts.swiglu(x[:, k]) for k in range(4)])
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    grad_out = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, grad_out)
+    (expected_grad,) = torch.autograd.grad(expected, x, grad_out)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+    torch._dynamo.reset()
+    compiled = torch.compile(torch.vmap(fused_acts.mish), fullgraph=True)
+    torch.testing.assert_close(compiled(x.detach()), fused_acts.mish(x.detach()), rtol=0, atol=0)
+
 def _all_activations(x):
     """Every public op, forward and backward, in one traced function."""
     half = x.shape[-1] // 2
