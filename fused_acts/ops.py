@@ -8,6 +8,7 @@ recomputes the activation from them in one pass.
 import torch
 
 from . import _extension  # noqa: F401  (registers the ops)
+from . import second_derivatives
 
 __all__ = ["gelu", "silu", "mish", "swiglu", "geglu"]
 
@@ -152,6 +153,63 @@ _register_autograd("swiglu", _ops.swiglu_backward, 2)
 _register_autograd("swiglu_packed", _ops.swiglu_packed_backward, 1)
 _register_autograd("geglu", _ops.geglu_backward, 2)
 _register_autograd("geglu_packed", _ops.geglu_packed_backward, 1)
+
+
+# Double backward: the derivative of each backward op. Its first-derivative
+# terms run the fused kernels, f'' is eager (second_derivatives.py). 16-bit
+# inputs compute in float and round once, as the kernels do.
+def _opmath(*tensors):
+    return [t.float() if t.dtype in (torch.bfloat16, torch.float16) else t for t in tensors]
+
+
+def _register_unary_double_backward(act):
+    first = getattr(_ops, f"{act}_backward")
+    second = getattr(second_derivatives, act)
+
+    def backward(ctx, grad_of_dx):
+        grad, x = ctx.saved_tensors
+        dtype = x.dtype
+        grad_of_dx, grad, x = _opmath(grad_of_dx, grad, x)
+        d_grad = first(grad_of_dx, x, *ctx.extra)
+        d_x = grad_of_dx * grad * second(x, *ctx.extra)
+        return d_grad.to(dtype), d_x.to(dtype), *(None for _ in ctx.extra)
+
+    torch.library.register_autograd(f"fused_acts::{act}_backward", backward, setup_context=_save_inputs)
+
+
+def _register_gated_double_backward(name, act):
+    """name's backward gives (grad·up·act'(gate), grad·act(gate)); packed, the two side by side."""
+    first = getattr(_ops, f"{act}_backward")
+    second = getattr(second_derivatives, act)
+    gated = getattr(_ops, name)
+
+    def derivatives(extra, grad, gate, up, grad_of_dgate, grad_of_dup):
+        d_grad = first(grad_of_dgate * up, gate, *extra) + gated(gate, grad_of_dup, *extra)
+        d_gate = first(grad_of_dup * grad, gate, *extra) + grad_of_dgate * grad * up * second(gate, *extra)
+        d_up = first(grad_of_dgate * grad, gate, *extra)
+        return d_grad, d_gate, d_up
+
+    def backward(ctx, grad_of_dgate, grad_of_dup):
+        grad, gate, up = ctx.saved_tensors
+        dtype = gate.dtype
+        grads = derivatives(ctx.extra, *_opmath(grad, gate, up, grad_of_dgate, grad_of_dup))
+        return *(g.to(dtype) for g in grads), *(None for _ in ctx.extra)
+
+    def packed_backward(ctx, grad_of_dx):
+        grad, x = ctx.saved_tensors
+        dtype = x.dtype
+        grad, x, grad_of_dx = _opmath(grad, x, grad_of_dx)
+        d_grad, d_gate, d_up = derivatives(ctx.extra, grad, *_packed_halves(x), *_packed_halves(grad_of_dx))
+        return d_grad.to(dtype), torch.cat([d_gate, d_up], dim=-1).to(dtype), *(None for _ in ctx.extra)
+
+    torch.library.register_autograd(f"fused_acts::{name}_backward", backward, setup_context=_save_inputs)
+    torch.library.register_autograd(f"fused_acts::{name}_packed_backward", packed_backward, setup_context=_save_inputs)
+
+
+for _act in ("gelu", "silu", "mish"):
+    _register_unary_double_backward(_act)
+_register_gated_double_backward("swiglu", "silu")
+_register_gated_double_backward("geglu", "gelu")
 
 
 # vmap: every op is elementwise over the shape its tensors share (a packed

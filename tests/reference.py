@@ -68,6 +68,9 @@ GATED = {
     ),
 }
 
+# The activation that each gated op applies to its gate.
+GATED_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"}
+
 
 def split_packed(x):
     return x.chunk(2, dim=-1)
