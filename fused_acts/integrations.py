@@ -4,14 +4,21 @@ patch(model) replaces, in place:
 - activation modules whose function is exactly one of ours: torch.nn.GELU,
   SiLU and Mish, and transformers' GELU (erf), gelu_new, gelu_pytorch_tanh,
   gelu_fast, SiLU/swish and Mish activations;
-- the activation step of known gated FFNs, which then runs as one fused op:
-  gate_proj/up_proj/down_proj + act_fn (Llama, Mistral, Qwen2, Qwen3, Gemma)
-  and the packed gate_up_proj of Phi-3.
+- the activation step of gated FFNs whose forward is, statement for
+  statement, one of the forms below (Llama's, Phi-3's packed gate_up_proj,
+  and Llama 4's), which then runs as one fused op. The forward's source is
+  compared, not the class name: over a hundred transformers architectures
+  share these forms (Mistral, Qwen, Gemma, DeepSeek, OLMo, Granite, GLM, ...).
 
-Anything else (QuickGELU, clipped GELUs, unknown MLP classes) is left alone:
-a lookalike with a different function would silently change the model.
+Anything else (QuickGELU, clipped GELUs, a forward that differs in any way)
+is left alone: a lookalike with a different function would silently change
+the model.
 """
 
+import ast
+import functools
+import inspect
+import textwrap
 from collections import Counter
 
 from torch import nn
@@ -33,11 +40,33 @@ _HF_ACTIVATIONS = {
     "MishActivation": "mish",
 }
 
-# Gated FFN classes whose forward is exactly
-#   down_proj(act_fn(gate_proj(x)) * up_proj(x))
-_SEPARATE_GATED_MLPS = {"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP", "GemmaMLP"}
-# ... or, packed: down_proj(up * activation_fn(gate)) with gate, up = gate_up_proj(x).chunk(2, -1)
-_PACKED_GATED_MLPS = {"Phi3MLP"}
+# Gated FFN forwards, each exactly down_proj(act(gate) * up), as source: a
+# module whose forward parses to one of them (its input's name and type
+# annotations aside) is patched. Value: the activation's attribute, and
+# whether gate and up come packed from one gate_up_proj.
+_GATED_FORMS = {
+    """
+def forward(self, x):
+    down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+    return down_proj
+""": ("act_fn", False),
+    """
+def forward(self, x):
+    return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+""": ("act_fn", False),
+    """
+def forward(self, x):
+    down_proj = self.activation_fn(self.gate_proj(x)) * self.up_proj(x)
+    return self.down_proj(down_proj)
+""": ("activation_fn", False),
+    """
+def forward(self, x):
+    up_states = self.gate_up_proj(x)
+    gate, up_states = up_states.chunk(2, dim=-1)
+    up_states = up_states * self.activation_fn(gate)
+    return self.down_proj(up_states)
+""": ("activation_fn", True),
+}
 
 _ORIGINAL = "_fused_acts_original"
 
@@ -79,6 +108,45 @@ def _packed_forward(self, x):
     return self.down_proj(_gated(self._fused_acts_kind, self.gate_up_proj(x)))
 
 
+def _normalized(source):
+    """ast.dump of a forward(self, input) with the input renamed x, and its
+    annotations and docstring dropped; None for any other signature or a
+    decorated one."""
+    try:
+        fn = ast.parse(textwrap.dedent(source)).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    if not isinstance(fn, ast.FunctionDef) or fn.decorator_list:
+        return None
+    args = fn.args
+    if len(args.args) != 2 or args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg or args.defaults:
+        return None
+    if fn.body and isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant):
+        fn.body = fn.body[1:]  # a docstring
+    name = args.args[1].arg
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id == name:
+            node.id = "x"
+    args.args[1].arg = "x"
+    for arg in args.args:
+        arg.annotation = None
+    fn.returns = None
+    return ast.dump(fn)
+
+
+_NORMALIZED_FORMS = {_normalized(source): form for source, form in _GATED_FORMS.items()}
+
+
+@functools.cache
+def _gated_form(forward):
+    """(activation attribute, packed) where forward is one of _GATED_FORMS, else None."""
+    try:
+        source = inspect.getsource(forward)
+    except (OSError, TypeError):
+        return None
+    return _NORMALIZED_FORMS.get(_normalized(source))
+
+
 _PATCHED_CLASSES = {}
 
 
@@ -92,21 +160,20 @@ def _patched_class(cls, forward):
 
 
 def _patch_gated_mlp(module):
-    """Route a known gated FFN's activation step through one fused op; returns
-    its count label, or None where the module is not one we know to be safe."""
+    """Route a gated FFN's activation step through one fused op; returns its
+    count label, or None where the module's forward is not one we know."""
     cls = type(module)
     if "_fused_acts_base" in cls.__dict__:
         return None
-    if cls.__name__ in _SEPARATE_GATED_MLPS and all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj")):
-        kind, forward = _activation_kind(getattr(module, "act_fn", None)), _separate_forward
-    elif cls.__name__ in _PACKED_GATED_MLPS and all(hasattr(module, a) for a in ("gate_up_proj", "down_proj")):
-        kind, forward = _activation_kind(getattr(module, "activation_fn", None)), _packed_forward
-    else:
+    form = _gated_form(getattr(cls.forward, "__func__", cls.forward))
+    if form is None:
         return None
+    activation, packed = form
+    kind = _activation_kind(getattr(module, activation, None))
     if kind not in ("silu", "gelu", "gelu_tanh"):
         return None
     module._fused_acts_kind = kind
-    module.__class__ = _patched_class(cls, forward)
+    module.__class__ = _patched_class(cls, _packed_forward if packed else _separate_forward)
     return _gated_label(kind)
 
 

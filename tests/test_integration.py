@@ -26,8 +26,52 @@ def test_plain_mlp_same_outputs_and_idempotent():
     assert type(model[1]) is nn.GELU and torch.equal(model(x), ref)
 
 
+class GatedMLP(nn.Module):
+    def __init__(self, act=None):
+        super().__init__()
+        self.gate_proj, self.up_proj, self.down_proj = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(8, 4)
+        self.act_fn = nn.SiLU() if act is None else act
+
+
+def test_gated_mlp_recognised_by_its_forward():
+    """Any class whose forward is Llama's, whatever its name, its input's name,
+    annotations or docstring; one statement more, or a decorator, and it is
+    left alone."""
+
+    class Renamed(GatedMLP):
+        def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+            """Llama's MLP, under another name."""
+            down_proj = self.down_proj(self.act_fn(self.gate_proj(hidden_states)) * self.up_proj(hidden_states))
+            return down_proj
+
+    class WithDropout(GatedMLP):
+        def forward(self, x):
+            down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+            return nn.functional.dropout(down_proj, 0.5, self.training)
+
+    def traced(forward):
+        return forward
+
+    class Decorated(GatedMLP):
+        @traced
+        def forward(self, x):
+            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4)
+    model = Renamed(nn.GELU("tanh"))
+    ref = model(x)
+    assert fused_acts.patch(model) == {"GeGLU": 1, "GELU": 1}
+    assert isinstance(model, Renamed) and type(model) is not Renamed
+    torch.testing.assert_close(model(x), ref)
+    for cls in (WithDropout, Decorated):
+        model = cls()
+        assert fused_acts.patch(model) == {"SiLU": 1}
+        assert type(model) is cls
+
+
 def test_unknown_modules_are_left_alone():
-    class MyMLP(nn.Module):  # gate_proj/up_proj/down_proj, but not a class we know
+    class MyMLP(nn.Module):  # gate_proj/up_proj/down_proj, but it adds
         def __init__(self):
             super().__init__()
             self.gate_proj, self.up_proj, self.down_proj = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(8, 4)
@@ -78,6 +122,24 @@ MODELS = {
     "qwen2": (lambda: transformers.Qwen2Config(**TINY), "Qwen2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
     "gemma": (lambda: transformers.GemmaConfig(**TINY, head_dim=8), "GemmaForCausalLM", {"GeGLU": 2, "GELU": 2}),
     "phi3": (lambda: transformers.Phi3Config(**TINY, pad_token_id=0), "Phi3ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    # Recognised by their forward's source alone, as the ones above are.
+    "olmo2": (lambda: transformers.Olmo2Config(**TINY, eos_token_id=1), "Olmo2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "gemma2": (lambda: transformers.Gemma2Config(**TINY, head_dim=8), "Gemma2ForCausalLM", {"GeGLU": 2, "GELU": 2}),
+    "glm": (lambda: transformers.GlmConfig(**TINY, head_dim=8, pad_token_id=0), "GlmForCausalLM",
+            {"SwiGLU": 2, "SiLU": 2}),
+    # MoE: the shared expert and the dense layers are fused; the routed
+    # experts' activation module is swapped.
+    "qwen2_moe": (lambda: transformers.Qwen2MoeConfig(**TINY, moe_intermediate_size=16, shared_expert_intermediate_size=32,
+                                                      num_experts=4, num_experts_per_tok=2),
+                  "Qwen2MoeForCausalLM", {"SwiGLU": 2, "SiLU": 4}),
+    "deepseek_v3": (lambda: transformers.DeepseekV3Config(**TINY, moe_intermediate_size=16, n_routed_experts=4,
+                                                          num_experts_per_tok=2, n_group=1, topk_group=1,
+                                                          first_k_dense_replace=1, q_lora_rank=16, kv_lora_rank=16,
+                                                          qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8),
+                    "DeepseekV3ForCausalLM", {"SwiGLU": 2, "SiLU": 3}),
+    "llama4": (lambda: transformers.Llama4TextConfig(**TINY, intermediate_size_mlp=64, num_local_experts=2, head_dim=8,
+                                                     interleave_moe_layer_step=2),
+               "Llama4ForCausalLM", {"SwiGLU": 2, "SiLU": 3}),
     "gpt2": (lambda: transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
              "GPT2LMHeadModel", {"GELU": 2}),
     "bert": (lambda: transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
