@@ -488,15 +488,32 @@ def render_tables(rows, info, copy_gbps):
 
 
 def geomean_lines(op_rows):
+    """Geometric-mean speedups over all cells, then per op (over its dtypes and sizes)."""
+    fused = [r for r in op_rows if r.candidate == "fused"]
+
+    def summary(rows, vs):
+        values = [v for v in (getattr(r, f"speedup_vs_{vs}") for r in rows) if not math.isnan(v)]
+        if not values:
+            return None
+        return math.exp(sum(map(math.log, values)) / len(values)), min(values), len(values)
+
     lines = []
     for mode in MODES:
         for vs in ("eager", "compile"):
-            values = [getattr(r, f"speedup_vs_{vs}") for r in op_rows if r.candidate == "fused" and r.mode == mode]
-            values = [v for v in values if not math.isnan(v)]
-            if values:
-                geo = math.exp(sum(map(math.log, values)) / len(values))
-                lines.append(f"Geometric mean speedup, {mode}, fused vs {vs}: {geo:.2f}× over {len(values)} cells "
-                             f"(min {min(values):.2f}×)")
+            s = summary([r for r in fused if r.mode == mode], vs)
+            if s:
+                lines.append(f"Geometric mean speedup, {mode}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)")
+    per_op = []
+    for mode in MODES:
+        for op in dict.fromkeys(r.op for r in fused):
+            rows = [r for r in fused if r.op == op and r.mode == mode]
+            cells = [summary(rows, vs) for vs in ("eager", "compile")]
+            if cells[0]:
+                per_op.append(f"| {op} | {mode} | {cells[0][2]} | "
+                              + " | ".join(f"{c[0]:.2f}× ({c[1]:.2f}×)" if c else "-" for c in cells) + " |")
+    if per_op:
+        lines += ["", "Per op, over its dtypes and sizes:", "",
+                  "| op | mode | cells | × eager, geomean (min) | × compile, geomean (min) |", "|---|---|---|---|---|", *per_op]
     return lines
 
 
