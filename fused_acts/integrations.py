@@ -69,10 +69,15 @@ def forward(self, x):
 }
 
 _ORIGINAL = "_fused_acts_original"
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def _activation_kind(module):
-    """'gelu', 'gelu_tanh', 'silu' or 'mish' where module computes exactly that, else None."""
+    """'gelu', 'gelu_tanh', 'silu' or 'mish' where module computes exactly that,
+    else None. A module with hooks is None too: replacing it, or fusing it
+    into its MLP, would silently stop them firing."""
+    if any(getattr(module, hooks, None) for hooks in _HOOKS):
+        return None
     if isinstance(module, (nn.GELU, fnn.GELU)):
         return "gelu" if module.approximate == "none" else "gelu_tanh"
     if isinstance(module, (nn.SiLU, fnn.SiLU)):

@@ -32,6 +32,9 @@ class GatedMLP(nn.Module):
         self.gate_proj, self.up_proj, self.down_proj = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(8, 4)
         self.act_fn = nn.SiLU() if act is None else act
 
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
 
 def test_gated_mlp_recognised_by_its_forward():
     """Any class whose forward is Llama's, whatever its name, its input's name,
@@ -68,6 +71,18 @@ def test_gated_mlp_recognised_by_its_forward():
         model = cls()
         assert fused_acts.patch(model) == {"SiLU": 1}
         assert type(model) is cls
+
+
+def test_activations_with_hooks_are_left_alone():
+    """A hook on an activation module still fires after patch(): that module
+    is neither replaced nor fused into its MLP."""
+    seen = []
+    model = nn.Sequential(GatedMLP(), nn.GELU(), GatedMLP())
+    model[0].act_fn.register_forward_hook(lambda module, args, out: seen.append("act_fn"))
+    model[1].register_forward_pre_hook(lambda module, args: seen.append("gelu"))
+    assert fused_acts.patch(model) == {"SwiGLU": 1, "SiLU": 1}  # model[2] only
+    model(torch.randn(2, 4))
+    assert seen == ["act_fn", "gelu"]
 
 
 def test_unknown_modules_are_left_alone():
