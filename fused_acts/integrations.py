@@ -105,11 +105,15 @@ def _gated_label(kind):
     return "SwiGLU" if kind == "silu" else "GeGLU"
 
 
-def _separate_forward(self, x):
+# The forms take one input, whatever its name; a caller may pass it by that
+# name (mlp(hidden_states=h)).
+def _separate_forward(self, *args, **kwargs):
+    (x,) = (*args, *kwargs.values())
     return self.down_proj(_gated(self._fused_acts_kind, self.gate_proj(x), self.up_proj(x)))
 
 
-def _packed_forward(self, x):
+def _packed_forward(self, *args, **kwargs):
+    (x,) = (*args, *kwargs.values())
     return self.down_proj(_gated(self._fused_acts_kind, self.gate_up_proj(x)))
 
 

@@ -67,6 +67,7 @@ def test_gated_mlp_recognised_by_its_forward():
     assert fused_acts.patch(model) == {"GeGLU": 1, "GELU": 1}
     assert isinstance(model, Renamed) and type(model) is not Renamed
     torch.testing.assert_close(model(x), ref)
+    torch.testing.assert_close(model(hidden_states=x), ref)
     for cls in (WithDropout, Decorated):
         model = cls()
         assert fused_acts.patch(model) == {"SiLU": 1}
