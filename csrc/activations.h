@@ -30,6 +30,7 @@ struct Math<float> {
   static C10_HOST_DEVICE float abs(float x) { return ::fabsf(x); }
   static C10_HOST_DEVICE float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
   static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
+  static C10_HOST_DEVICE float copysign(float magnitude, float sign) { return ::copysignf(magnitude, sign); }
   static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
   static C10_HOST_DEVICE float where(bool c, float a, float b) { return c ? a : b; }
   // n/d for finite n and d in [1, 2^126), rounded as the CPU's division is
@@ -156,20 +157,11 @@ C10_HOST_DEVICE T normal_tail_ratio(T a) {
   return M::divide(n, d);
 }
 
-// Φ(x), the standard normal CDF, to a few ulps everywhere, tails included:
-// Φ(−|x|) = R(|x|)·exp(−x²/2), and Φ(|x|) = 1 − Φ(−|x|). Past |x| = 15, |x|
-// is capped (gauss_abs), where exp(−x²/2) is 0 anyway. Double has no fit of
-// R here and uses the library's erfc.
-template <bool kHalf, typename T>
-C10_HOST_DEVICE T normcdf(T x) {
-  using M = Math<T>;
-  if constexpr (M::kDouble) {
-    return T(0.5) * M::erfc(x * T(-0.70710678118654752440));
-  } else {
-    const T a = gauss_abs(x);
-    const T lower_tail = normal_tail_ratio<kHalf>(a) * gaussian<kHalf>(a);  // Φ(−|x|)
-    return M::where(x < T(0.0f), lower_tail, T(1.0f) - lower_tail);
-  }
+// Φ(x), the standard normal CDF, in double: the library's erfc. (Float has
+// the fit of R above and computes Φ(−|x|) = R(|x|)·exp(−x²/2) in place.)
+template <typename T>
+C10_HOST_DEVICE T normcdf_double(T x) {
+  return T(0.5) * Math<T>::erfc(x * T(-0.70710678118654752440));
 }
 
 // SiLU keeps eager's formulas exactly, so results match eager bit for bit.
@@ -187,24 +179,37 @@ struct SiluAct {
 
 // gelu(x) = x·Φ(x) and gelu'(x) = Φ(x) + x·φ(x), with Φ and φ the standard
 // normal CDF and density. Eager's 1 + erf(x/√2) cancels as x → −∞, losing
-// all precision there; normcdf keeps it. The derivative crosses zero near
-// x = −0.75, where its two terms cancel. In float it is v = Φ(−|x|) − |x|·φ(x)
-// for x < 0 and 1 − v above, with v = exp(−x²/2)·(R(|x|) − |x|/√(2π)): the
-// cancelling terms meet in one fma, and the full-precision R serves 16-bit
-// results too, or float16's error there would grow from 0.5 ulp to 16.
+// all precision there; Φ(−|x|) = R(|x|)·exp(−x²/2) keeps it, and past
+// |x| = 15 (gauss_abs's cap) is 0 anyway. In float the forward is
+// relu(x) − |x|·Φ(−|x|), one fma, with no select between Φ's two sides.
+// The derivative crosses zero near x = −0.75, where its two terms cancel.
+// In float it is v = Φ(−|x|) − |x|·φ(x) for x < 0 and 1 − v above, with
+// v = exp(−x²/2)·(R(|x|) − |x|/√(2π)): the cancelling terms meet in one fma,
+// and the full-precision R serves 16-bit results too, or float16's error
+// there would grow from 0.5 ulp to 16.
 struct GeluErfAct {
   static constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
   template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T forward(T x) {
-    return x * normcdf<kHalfStorage<scalar_t>>(x);
+    using M = Math<T>;
+    if constexpr (M::kDouble) {
+      return x * normcdf_double(x);
+    } else {
+      constexpr bool kHalf = kHalfStorage<scalar_t>;
+      const T a = gauss_abs(x);
+      const T lower_tail = normal_tail_ratio<kHalf>(a) * gaussian<kHalf>(a);  // Φ(−|x|)
+      // x − min(x, 0) is relu(x) but nan at −inf, as eager's x·Φ(x) is; the
+      // result takes x's sign, for eager's −0 at −0 and where x·Φ(x) underflows.
+      return M::copysign(M::fma(-a, lower_tail, x - M::min(x, T(0.0f))), x);
+    }
   }
   template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
     using M = Math<T>;
     if constexpr (M::kDouble) {
       const T pdf = gaussian<false>(gauss_abs(x)) * T(kInvSqrt2Pi);
-      return dy * (normcdf<false>(x) + x * pdf);
+      return dy * (normcdf_double(x) + x * pdf);
     } else {
       // |x| uncapped, so that ±inf gives 0·inf = nan, as eager does.
       const T a = gauss_abs(x);

@@ -186,15 +186,17 @@ def test_packed_copies_nothing(name, device):
     assert any(n.startswith(f"fused_acts::{name.split('_')[0]}_packed") for n in names)
 
 
+SPECIAL_VALUES = [0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 30.0, -30.0, 100.0, -100.0,
+                  1e30, -1e30, float("inf"), float("-inf"), float("nan")]
+
+
 @pytest.mark.parametrize("name", UNARY)
 def test_special_values_match_eager(name, device, dtype):
     """±0, tiny, large, ±inf and nan give what eager gives. Eager runs in
     float64 here: its float32 CPU GELU returns nan at +inf, a flaw of its erf
     approximation that fused_acts does not copy."""
     fused, eager = UNARY[name]
-    values = [0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 30.0, -30.0, 100.0, -100.0,
-              1e30, -1e30, float("inf"), float("-inf"), float("nan")]
-    x = torch.tensor(values, device=device, dtype=torch.float64).to(dtype)
+    x = torch.tensor(SPECIAL_VALUES, device=device, dtype=torch.float64).to(dtype)
     out, (grad,), _ = grad_of(fused, x, grad_out=torch.ones_like(x))
     ref, (ref_grad,), _ = grad_of(eager, x.double(), grad_out=torch.ones_like(x.double()))
     ref, ref_grad = ref.to(dtype), ref_grad.to(dtype)
@@ -204,6 +206,8 @@ def test_special_values_match_eager(name, device, dtype):
     else:
         torch.testing.assert_close(out, ref, equal_nan=True)
         torch.testing.assert_close(grad, ref_grad, equal_nan=True)
+    # Zeros keep eager's sign too: −0 at −0, and where x·Φ(x) underflows.
+    assert torch.equal(out[~ref.isnan()].signbit(), ref[~ref.isnan()].signbit())
 
 
 @pytest.mark.parametrize("name", list(UNARY) + list(GATED))
@@ -237,10 +241,6 @@ def second_order(fn, inputs, grad_out, probes):
     grad_out = grad_out.detach().clone().requires_grad_()
     grads = torch.autograd.grad(fn(*inputs), inputs, grad_out, create_graph=True)
     return torch.autograd.grad(grads, [*inputs, grad_out], probes)
-
-
-SPECIAL_VALUES = [0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 30.0, -30.0, 100.0, -100.0,
-                  1e30, -1e30, float("inf"), float("-inf"), float("nan")]
 
 
 @pytest.mark.parametrize("name", list(UNARY) + list(GATED) + [f"{g}_packed" for g in GATED])
