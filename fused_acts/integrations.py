@@ -12,7 +12,7 @@ patch(model) replaces, in place:
 
 Anything else (QuickGELU, clipped GELUs, a forward that differs in any way)
 is left alone: a lookalike with a different function would silently change
-the model.
+the model. So is an activation module with hooks, which would stop firing.
 """
 
 import ast
@@ -41,8 +41,8 @@ _HF_ACTIVATIONS = {
 }
 
 # Gated FFN forwards, each exactly down_proj(act(gate) * up), as source: a
-# module whose forward parses to one of them (its input's name and type
-# annotations aside) is patched. Value: the activation's attribute, and
+# module whose forward parses to one of them (its input's name, annotations
+# and docstring aside) is patched. Value: the activation's attribute, and
 # whether gate and up come packed from one gate_up_proj.
 _GATED_FORMS = {
     """
