@@ -72,5 +72,10 @@ GATED = {
 GATED_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"}
 
 
+def every_16_bit_pattern(dtype):
+    """All 65536 values of a 16-bit dtype, nan and inf included."""
+    return torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
+
+
 def split_packed(x):
     return x.chunk(2, dim=-1)

@@ -4,7 +4,7 @@ forward and gradient, over >1M random values plus special values."""
 import pytest
 import torch
 
-from reference import UNARY, ref_derivative, ref_forward
+from reference import UNARY, every_16_bit_pattern, ref_derivative, ref_forward
 
 AUDIT_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -94,7 +94,7 @@ def test_gelu_float32_stays_within_a_few_ulps_in_every_build(device):
 
 
 def every_finite(dtype, device):
-    x = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype)
+    x = every_16_bit_pattern(dtype)
     return x[torch.isfinite(x)].to(device)
 
 

@@ -11,7 +11,7 @@ import torch
 
 import fused_acts
 from fused_acts import nn as fnn
-from reference import GATED, GATED_ACTIVATION, UNARY, ref_forward, split_packed
+from reference import GATED, GATED_ACTIVATION, UNARY, every_16_bit_pattern, ref_forward, split_packed
 
 OPS = ["gelu", "gelu_backward", "silu", "silu_backward", "mish", "mish_backward",
        "swiglu", "swiglu_backward", "swiglu_packed", "swiglu_packed_backward",
@@ -105,10 +105,6 @@ def same_bits(a, b):
     as_int = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
     nan = a.isnan()
     return torch.equal(nan, b.isnan()) and torch.equal(a.view(as_int)[~nan], b.view(as_int)[~nan])
-
-
-def every_16_bit_pattern(dtype):
-    return torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
 
 
 @pytest.mark.parametrize("name", ["swiglu", "geglu"])
@@ -306,7 +302,6 @@ def test_opcheck(device):
         # too: the backward ops' own (double backward) included.
         args = tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
         torch.library.opcheck(op, args)
-
 
 
 @pytest.fixture
