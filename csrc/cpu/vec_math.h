@@ -85,12 +85,6 @@ inline at::vec::Vectorized<float> exp2_for_half(at::vec::Vectorized<float> y) {
   return scale_by_pow2(exp2_reduced<true>(y - q), q);  // y − q is exact
 }
 
-// 2^(y + lo) for y in [-252, 127] and |lo| ≤ 2^-20, to about an ulp.
-inline at::vec::Vectorized<float> exp2_sum(at::vec::Vectorized<float> y, at::vec::Vectorized<float> lo) {
-  const auto q = y.round();
-  return scale_by_pow2(exp2_reduced<false>((y - q) + lo), q);
-}
-
 #if defined(__AVX512BF16__)
 // The lanes of v that AVX512-BF16's one-instruction rounding
 // (vcvtne(2)ps2bf16) gets wrong: it reads subnormal inputs as zero, so a
@@ -127,13 +121,15 @@ struct Math<at::vec::Vectorized<S>> {
       return y.exp2();
     }
   }
-  static V exp2_sum(const V& y, const V& lo) {
+  // 2^(q + f) for integral q in [-190, 0] and |f| ≤ 1/2 + 2^-16, to about an ulp.
+  static V exp2_split(const V& q, const V& f) {
     if constexpr (kOwnExp) {
-      return cpu::exp2_sum(y, lo);
+      return cpu::scale_by_pow2(cpu::exp2_reduced<false>(f), q);
     } else {
-      return y.exp2() * at::vec::fmadd(lo, V(0.693147181f), V(1.0f));
+      return f.exp2() * q.exp2();  // 2^q is exact, subnormal included
     }
   }
+  static V round(const V& x) { return x.round(); }
   static V erfc(const V& x) { return x.erfc(); }
   static V abs(const V& x) { return x.abs(); }
   static V divide(const V& n, const V& d) { return n / d; }
