@@ -110,9 +110,8 @@ C10_HOST_DEVICE T gauss_abs(T x) {
 // starts as one fma of x2 against q, exact to 2^-26 since |f| ≤ 1/2, and
 // err and the constant's low part go into f after. Reducing first spares
 // carrying y in two parts, two fewer operations of the ~25 that bound the
-// CPU kernel. Double takes
-// e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from a 16-bit type: it has at
-// most 11 significant bits, so x² is exact already.
+// CPU kernel. Double takes e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from
+// a 16-bit type: it has at most 11 significant bits, so x² is exact already.
 template <bool kHalf, typename T>
 C10_HOST_DEVICE T gaussian(T ax) {
   using M = Math<T>;
