@@ -52,7 +52,7 @@ struct OpKernels {
 
   // out and the gradients may be views (the halves of a packed tensor).
   template <typename Act>
-  static void gated_forward_into(const char* op, const Tensor& gate, const Tensor& up, const Tensor& out) {
+  static void gated_forward_into(const Tensor& gate, const Tensor& up, const Tensor& out) {
     if (out.numel() == 0) return;
     Tensor in[2] = {gate, up};
     const auto args = make_elementwise_args<2, 1>(in, {out});
@@ -61,8 +61,7 @@ struct OpKernels {
 
   template <typename Act>
   static void gated_backward_into(
-      const char* op, const Tensor& grad, const Tensor& gate, const Tensor& up,
-      const Tensor& grad_gate, const Tensor& grad_up) {
+      const Tensor& grad, const Tensor& gate, const Tensor& up, const Tensor& grad_gate, const Tensor& grad_up) {
     if (grad.numel() == 0) return;
     Tensor in[3] = {grad, gate, up};
     const auto args = make_elementwise_args<3, 2>(in, {grad_gate, grad_up});
@@ -73,7 +72,7 @@ struct OpKernels {
   static Tensor gated_forward(const char* op, const Tensor& gate, const Tensor& up) {
     check_same(op, "gate", gate, "up", up);
     Tensor out = at::empty_like(gate, at::MemoryFormat::Contiguous);
-    gated_forward_into<Act>(op, gate, up, out);
+    gated_forward_into<Act>(gate, up, out);
     return out;
   }
 
@@ -84,7 +83,7 @@ struct OpKernels {
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_gate = at::empty_like(gate, at::MemoryFormat::Contiguous);
     Tensor grad_up = at::empty_like(up, at::MemoryFormat::Contiguous);
-    gated_backward_into<Act>(op, grad, gate, up, grad_gate, grad_up);
+    gated_backward_into<Act>(grad, gate, up, grad_gate, grad_up);
     return {grad_gate, grad_up};
   }
 
@@ -98,7 +97,7 @@ struct OpKernels {
     check_packed(op, x);
     auto [gate, up] = packed_halves(x);
     Tensor out = at::empty(gate.sizes(), x.options());
-    gated_forward_into<Act>(op, gate, up, out);
+    gated_forward_into<Act>(gate, up, out);
     return out;
   }
 
@@ -110,7 +109,7 @@ struct OpKernels {
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
     auto [grad_gate, grad_up] = packed_halves(grad_x);
-    gated_backward_into<Act>(op, grad, gate, up, grad_gate, grad_up);
+    gated_backward_into<Act>(grad, gate, up, grad_gate, grad_up);
     return grad_x;
   }
 
