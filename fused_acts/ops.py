@@ -218,15 +218,17 @@ _register_gated_double_backward("geglu", "gelu")
 def _register_vmap(name):
     op = getattr(_ops, name)
     num_outputs = len(op.default._schema.returns)
+    packed = "_packed" in name
+    check_name = name.replace("_packed", "")
 
     def batched(info, in_dims, *args):
-        if "_packed" in name:
+        if packed:
             # x, the last tensor, is checked per sample: a batch of 0-dim
             # samples would otherwise pass as one packed last dim.
             x, x_dim = [(a, d) for a, d in zip(args, in_dims) if isinstance(a, torch.Tensor)][-1]
             if x_dim is not None:
                 x = torch.empty(x.shape[:x_dim] + x.shape[x_dim + 1:], dtype=x.dtype, device="meta")
-            _check_packed(name.replace("_packed", ""), x)
+            _check_packed(check_name, x)
         args = [a.movedim(d, 0) if d is not None
                 else a.expand(info.batch_size, *a.shape) if isinstance(a, torch.Tensor) else a
                 for a, d in zip(args, in_dims)]

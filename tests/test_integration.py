@@ -87,7 +87,7 @@ def test_activations_with_hooks_are_left_alone():
 
 
 def test_unknown_modules_are_left_alone():
-    class MyMLP(nn.Module):  # gate_proj/up_proj/down_proj, but it adds
+    class MyMLP(nn.Module):  # gate_proj/up_proj/down_proj, but it adds where Llama multiplies
         def __init__(self):
             super().__init__()
             self.gate_proj, self.up_proj, self.down_proj = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(8, 4)

@@ -357,6 +357,7 @@ def test_vmap_under_autograd_and_compile(device, vmap_fallback_disabled):
     compiled = torch.compile(torch.vmap(fused_acts.mish), fullgraph=True)
     torch.testing.assert_close(compiled(x.detach()), fused_acts.mish(x.detach()), rtol=0, atol=0)
 
+
 def _all_activations(x):
     """Every public op, forward and backward, in one traced function."""
     half = x.shape[-1] // 2
