@@ -50,6 +50,25 @@ def ref_derivative(name, x):
     raise ValueError(name)
 
 
+def ref_derivative_terms(name, x):
+    """The sum of the magnitudes of the derivative's terms. The derivatives of
+    GELU and Mish cross zero where their terms cancel; there any formula's
+    relative error is unbounded, so gradients are judged in ulps of this."""
+    x = x.double()
+    if name == "silu":
+        s = torch.sigmoid(x)
+        return s + (x * s * torch.sigmoid(-x)).abs()
+    if name == "gelu":
+        return 0.5 * torch.special.erfc(-x / math.sqrt(2)) + (x * torch.exp(-0.5 * x * x)).abs() / math.sqrt(2 * math.pi)
+    if name == "gelu_tanh":
+        s, one_minus_s, du = _gelu_tanh_parts(x)
+        return s + (x * s * one_minus_s * du).abs()
+    if name == "mish":
+        sp = F.softplus(x)
+        return torch.tanh(sp) + (x * torch.sigmoid(x) / torch.cosh(sp) ** 2).abs()
+    raise ValueError(name)
+
+
 # name -> (fused, eager) for the unary activations.
 UNARY = {
     "silu": (fused_acts.silu, F.silu),

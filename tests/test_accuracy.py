@@ -4,7 +4,7 @@ forward and gradient, over >1M random values plus special values."""
 import pytest
 import torch
 
-from reference import UNARY, every_16_bit_pattern, ref_derivative, ref_forward
+from reference import UNARY, every_16_bit_pattern, ref_derivative, ref_derivative_terms, ref_forward
 
 AUDIT_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -21,33 +21,40 @@ def audit_inputs(device):
     return torch.cat(values).to(device)
 
 
-def ulp_errors(out, ref, dtype):
-    """|out − ref| in units of dtype's eps at ref (its smallest normal below that),
-    over the elements whose reference is finite and representable in dtype."""
+def ulp_errors(out, ref, dtype, scale=None):
+    """|out − ref| in units of dtype's eps at scale (default |ref|; dtype's
+    smallest normal below that), over the elements whose reference is finite
+    and representable in dtype."""
     info = torch.finfo(dtype)
     ref_in_range = torch.isfinite(ref.to(dtype)) & torch.isfinite(ref)
-    scale = ref.abs().clamp_min(info.tiny) * info.eps
+    scale = (ref.abs() if scale is None else scale).clamp_min(info.tiny) * info.eps
     err = (out.double() - ref).abs() / scale
     return err[ref_in_range]
 
 
-def errors(fn, x, dtype, name):
+def errors(fn, x, dtype, name, grad_scale=None):
+    """Forward and gradient ulp errors; grad_scale(name, x), if given, is the
+    size the gradient's error is measured against."""
     x = x.to(dtype).requires_grad_()
     out = fn(x)
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
     xd = x.detach().double()
     fwd = ulp_errors(out.detach(), ref_forward(name, xd), dtype)
-    bwd = ulp_errors(grad, ref_derivative(name, xd), dtype)
+    bwd = ulp_errors(grad, ref_derivative(name, xd), dtype, grad_scale and grad_scale(name, xd))
     return fwd, bwd
 
 
 @pytest.mark.parametrize("name", UNARY)
 @pytest.mark.parametrize("dtype", AUDIT_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 def test_no_less_accurate_than_eager(name, dtype, device):
+    """Gradients are measured in ulps of their terms: where GELU's and Mish's
+    cross zero, any float formula's relative error is unbounded, and which
+    one has the larger maximum is down to the input nearest the zero (on
+    the GPU: 1.6e6 ulps for fused GELU, 7e5 for eager's erf)."""
     fused, eager = UNARY[name]
     x = audit_inputs(device)
-    fused_fwd, fused_bwd = errors(fused, x, dtype, name)
-    eager_fwd, eager_bwd = errors(eager, x, dtype, name)
+    fused_fwd, fused_bwd = errors(fused, x, dtype, name, ref_derivative_terms)
+    eager_fwd, eager_bwd = errors(eager, x, dtype, name, ref_derivative_terms)
     for what, ours, theirs in (("forward", fused_fwd, eager_fwd), ("gradient", fused_bwd, eager_bwd)):
         # Worst case and typical case: neither may be worse than eager's, give
         # or take an ulp, whichever formula each uses.
@@ -76,21 +83,19 @@ def test_float64_error_is_a_few_ulps(name, device):
 
 
 def test_gelu_float32_stays_within_a_few_ulps_in_every_build(device):
-    """Eager's erf loses GELU's tail (8e6 ulps), so this bar is absolute. The
-    tail rests on exact splits of x² by fused multiply-adds, which every CPU
-    build must keep (the subprocess runs repeat this test in each). The
-    gradient is judged against the size of its terms, Φ(x) + |x|·φ(x),
-    since it crosses zero where they cancel."""
-    if device != "cpu":
-        pytest.skip("a bar for the CPU builds; the GPU's exp2f and division are not measured against it yet")
+    """Eager's erf on the CPU loses GELU's tail (8e6 ulps), so this bar is
+    absolute. The tail rests on exact splits of x² by fused multiply-adds,
+    which every CPU build must keep (the subprocess runs repeat this test in
+    each); the GPU's exp2f and division must hold it too. The gradient is
+    judged against the size of its terms, Φ(x) + |x|·φ(x), since it crosses
+    zero where they cancel."""
     x = audit_inputs(device).float().requires_grad_()
     out = UNARY["gelu"][0](x)
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
     xd = x.detach().double()
     assert ulp_errors(out.detach(), ref_forward("gelu", xd), torch.float32).max() <= 10
-    terms = torch.special.ndtr(xd) + xd.abs() * torch.exp(-xd * xd / 2) / (2 * torch.pi) ** 0.5
-    bound = 8 * torch.finfo(torch.float32).eps * terms.clamp_min(torch.finfo(torch.float32).tiny)
-    assert ((grad.double() - ref_derivative("gelu", xd)).abs() <= bound).all()
+    grad_errors = ulp_errors(grad, ref_derivative("gelu", xd), torch.float32, ref_derivative_terms("gelu", xd))
+    assert grad_errors.max() <= 8
 
 
 def every_finite(dtype, device):

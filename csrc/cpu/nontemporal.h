@@ -9,8 +9,8 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <string>
 
@@ -26,22 +26,32 @@ constexpr bool kHasNontemporalStores = true;
 constexpr bool kHasNontemporalStores = false;
 #endif
 
-// Size of the largest cache that cpu0 sees, from Linux sysfs ("32768K");
-// 0 where unknown. glibc's sysconf reports a whole socket's L3 on some
-// virtual machines, the sum of every core complex's.
+// One number and the letter after it ("32768K") from a sysfs file. C stdio,
+// not <fstream>: istream's number parsing segfaulted in an extension built
+// by GCC 13 against torch 2.11 (an H100 host), on every first CPU call.
+inline bool read_sysfs_number(const std::string& path, long long& value, char& unit) {
+  std::FILE* file = std::fopen(path.c_str(), "r");
+  if (file == nullptr) return false;
+  unit = 0;
+  const bool ok = std::fscanf(file, "%lld%c", &value, &unit) >= 1;
+  std::fclose(file);
+  return ok;
+}
+
+// Size of the largest cache that cpu0 sees, from Linux sysfs; 0 where
+// unknown. glibc's sysconf reports a whole socket's L3 on some virtual
+// machines, the sum of every core complex's.
 inline int64_t last_level_cache_bytes() {
   int64_t best_level = 0, best_bytes = 0;
   for (int index = 0;; ++index) {
     const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
-    std::ifstream level_file(dir + "level"), size_file(dir + "size");
-    int64_t level = 0, size = 0;
-    char unit = 0;
-    if (!(level_file >> level) || !(size_file >> size)) break;
-    size_file >> unit;
+    long long level = 0, size = 0;
+    char level_end = 0, unit = 0;
+    if (!read_sysfs_number(dir + "level", level, level_end) || !read_sysfs_number(dir + "size", size, unit)) break;
     const int shift = unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0;
     if (level > best_level) {
       best_level = level;
-      best_bytes = size << shift;
+      best_bytes = static_cast<int64_t>(size) << shift;
     }
   }
   return best_bytes;
