@@ -51,9 +51,10 @@ def ref_derivative(name, x):
 
 
 def ref_derivative_terms(name, x):
-    """The sum of the magnitudes of the derivative's terms. The derivatives of
-    GELU and Mish cross zero where their terms cancel; there any formula's
-    relative error is unbounded, so gradients are judged in ulps of this."""
+    """The sum of the magnitudes of the derivative's terms. Every derivative
+    here crosses zero where its terms cancel (SiLU's near x = −1.28, GELU's
+    near −0.75); there any formula's relative error is unbounded, so
+    gradients are judged in ulps of this."""
     x = x.double()
     if name == "silu":
         s = torch.sigmoid(x)

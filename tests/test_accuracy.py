@@ -47,8 +47,8 @@ def errors(fn, x, dtype, name, grad_scale=None):
 @pytest.mark.parametrize("name", UNARY)
 @pytest.mark.parametrize("dtype", AUDIT_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 def test_no_less_accurate_than_eager(name, dtype, device):
-    """Gradients are measured in ulps of their terms: where GELU's and Mish's
-    cross zero, any float formula's relative error is unbounded, and which
+    """Gradients are measured in ulps of their terms: where a derivative
+    crosses zero, any float formula's relative error is unbounded, and which
     one has the larger maximum is down to the input nearest the zero (on
     the GPU: 1.6e6 ulps for fused GELU, 7e5 for eager's erf)."""
     fused, eager = UNARY[name]
