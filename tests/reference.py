@@ -34,20 +34,26 @@ def ref_forward(name, x):
     raise ValueError(name)
 
 
-def ref_derivative(name, x):
+def _derivative_terms(name, x):
+    """f'(x) as its two terms: a CDF-like one and x times a density-like one."""
     x = x.double()
     if name == "silu":
-        return torch.sigmoid(x) + x * torch.sigmoid(x) * torch.sigmoid(-x)
+        return torch.sigmoid(x), x * torch.sigmoid(x) * torch.sigmoid(-x)
     if name == "gelu":
         pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return 0.5 * torch.special.erfc(-x / math.sqrt(2)) + x * pdf
+        return 0.5 * torch.special.erfc(-x / math.sqrt(2)), x * pdf
     if name == "gelu_tanh":
         s, one_minus_s, du = _gelu_tanh_parts(x)
-        return s + x * s * one_minus_s * du
+        return s, x * s * one_minus_s * du
     if name == "mish":
         sp = F.softplus(x)
-        return torch.tanh(sp) + x * torch.sigmoid(x) / torch.cosh(sp) ** 2
+        return torch.tanh(sp), x * torch.sigmoid(x) / torch.cosh(sp) ** 2
     raise ValueError(name)
+
+
+def ref_derivative(name, x):
+    first, second = _derivative_terms(name, x)
+    return first + second
 
 
 def ref_derivative_terms(name, x):
@@ -55,19 +61,8 @@ def ref_derivative_terms(name, x):
     here crosses zero where its terms cancel (SiLU's near x = −1.28, GELU's
     near −0.75); there any formula's relative error is unbounded, so
     gradients are judged in ulps of this."""
-    x = x.double()
-    if name == "silu":
-        s = torch.sigmoid(x)
-        return s + (x * s * torch.sigmoid(-x)).abs()
-    if name == "gelu":
-        return 0.5 * torch.special.erfc(-x / math.sqrt(2)) + (x * torch.exp(-0.5 * x * x)).abs() / math.sqrt(2 * math.pi)
-    if name == "gelu_tanh":
-        s, one_minus_s, du = _gelu_tanh_parts(x)
-        return s + (x * s * one_minus_s * du).abs()
-    if name == "mish":
-        sp = F.softplus(x)
-        return torch.tanh(sp) + (x * torch.sigmoid(x) / torch.cosh(sp) ** 2).abs()
-    raise ValueError(name)
+    first, second = _derivative_terms(name, x)
+    return first.abs() + second.abs()
 
 
 # name -> (fused, eager) for the unary activations.
