@@ -523,7 +523,7 @@ def plot(rows, copy_gbps, out_dir, info):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no plots (pip install matplotlib)")
+        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
         return []
     paths = []
     fused = [r for r in rows if r.kind == "op" and r.candidate == "fused" and not r.error]
