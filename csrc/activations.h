@@ -29,6 +29,7 @@ struct Math<float> {
   static C10_HOST_DEVICE float erfc(float x) { return ::erfcf(x); }
   static C10_HOST_DEVICE float abs(float x) { return ::fabsf(x); }
   static C10_HOST_DEVICE float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
+  static C10_HOST_DEVICE float fms(float a, float b, float c) { return ::fmaf(a, b, -c); }
   static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
   static C10_HOST_DEVICE float copysign(float magnitude, float sign) { return ::copysignf(magnitude, sign); }
   static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
@@ -62,15 +63,17 @@ struct Math<float> {
     return ::exp2f(y);
 #endif
   }
-  // 2^(q + f) for integral q in [-190, 0] and |f| ≤ 1/2 + 2^-16, to about
-  // 2 ulps. On the GPU 2^q goes in as 2^(q + 64), a normal float, and 2^-64,
-  // so that a subnormal result rounds once, in a fifth of ldexpf's instructions.
-  static C10_HOST_DEVICE float exp2_split(float q, float f) {
+  // r·2^(q + f) for integral q in [-190, 0], |f| ≤ 1/2 + 2^-16 and r·2^(q + 64)
+  // normal or exact, to about 2 ulps. r takes 2^q first, exactly but for a
+  // subnormal result, so that such a result rounds once or twice, not at every
+  // later multiply. On the GPU 2^q goes in as 2^(q + 64) and 2^-64, in a fifth
+  // of ldexpf's instructions.
+  static C10_HOST_DEVICE float exp2_split(float q, float f, float r) {
 #ifdef __CUDA_ARCH__
     const float pow2_q_plus_64 = __int_as_float((static_cast<int>(q) + 64 + 127) << 23);
-    return ::exp2f(f) * pow2_q_plus_64 * 0x1p-64f;
+    return ::exp2f(f) * (r * pow2_q_plus_64) * 0x1p-64f;
 #else
-    return ::ldexpf(::exp2f(f), static_cast<int>(q));
+    return ::exp2f(f) * ::ldexpf(r, static_cast<int>(q));
 #endif
   }
   static C10_HOST_DEVICE float round(float x) { return ::rintf(x); }
@@ -87,6 +90,7 @@ struct Math<double> {
   static C10_HOST_DEVICE double erfc(double x) { return ::erfc(x); }
   static C10_HOST_DEVICE double abs(double x) { return ::fabs(x); }
   static C10_HOST_DEVICE double fma(double a, double b, double c) { return ::fma(a, b, c); }
+  static C10_HOST_DEVICE double fms(double a, double b, double c) { return ::fma(a, b, -c); }
   static C10_HOST_DEVICE double min(double a, double b) { return ::fmin(a, b); }
   static C10_HOST_DEVICE double clamp(double x, double lo, double hi) { return ::fmin(::fmax(x, lo), hi); }
   static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
@@ -104,32 +108,33 @@ C10_HOST_DEVICE T gauss_abs(T x) {
   return M::min(M::abs(x), T(M::kDouble ? 40.0f : 15.0f));
 }
 
-// exp(−x²/2) from ax = gauss_abs(x), without the x²/2 ulps that rounding x²
-// would cost in the tail: x² is split exactly into x2 + err (fma). Float
+// r·exp(−x²/2) from ax = gauss_abs(x), without the x²/2 ulps that rounding
+// x² would cost in the tail: x² is split exactly into x2 + err (fma). Float
 // takes 2^(q + f) with y = −x²·log2(e)/2, q = round(y) and f = y − q: f
-// starts as one fma of x2 against q, exact to 2^-26 since |f| ≤ 1/2, and
-// err and the constant's low part go into f after. Reducing first spares
-// carrying y in two parts, two fewer operations of the ~25 that bound the
-// CPU kernel. Double takes e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from
+// is one fms of x2 against q, exact to 2^-26 since |f| ≤ 1/2, plus err's
+// and the constant's low parts, computed beside it. The caller's factor r
+// goes in with 2^q (exp2_split), so that a tail result underflows in one
+// place, and its multiply is off the chain from x to 2^f: GELU's CPU
+// kernels are bound by that chain's latency as much as by their ~40
+// operations. Double takes e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from
 // a 16-bit type: it has at most 11 significant bits, so x² is exact already.
 template <bool kHalf, typename T>
-C10_HOST_DEVICE T gaussian(T ax) {
+C10_HOST_DEVICE T gaussian(T ax, T r) {
   using M = Math<T>;
   constexpr float kHalfLog2EHi = 0.72134751081f, kHalfLog2ELo = 9.6298151675e-09f;  // log2(e)/2
   const T x2 = ax * ax;
   if constexpr (kHalf) {
-    return M::exp2_for_half(T(-kHalfLog2EHi) * x2);
+    return r * M::exp2_for_half(T(-kHalfLog2EHi) * x2);
   } else {
-    const T err = M::fma(ax, ax, -x2);
+    const T err = M::fms(ax, ax, x2);
     if constexpr (M::kDouble) {
       const T e = M::exp(T(-0.5) * x2);
-      return M::fma(T(-0.5) * err, e, e);
+      return r * M::fma(T(-0.5) * err, e, e);
     } else {
       const T q = M::round(T(-kHalfLog2EHi) * x2);
-      T f = M::fma(T(-kHalfLog2EHi), x2, -q);
-      f = M::fma(T(-kHalfLog2EHi), err, f);
-      f = M::fma(T(-kHalfLog2ELo), x2, f);
-      return M::exp2_split(q, f);
+      const T low = M::fma(T(-kHalfLog2EHi), err, T(-kHalfLog2ELo) * x2);
+      const T f = M::fms(T(-kHalfLog2EHi), x2, q) + low;
+      return M::exp2_split(q, f, r);
     }
   }
 }
@@ -209,22 +214,27 @@ struct GeluErfAct {
     } else {
       constexpr bool kHalf = kHalfStorage<scalar_t>;
       const T a = gauss_abs(x);
-      const T lower_tail = normal_tail_ratio<kHalf>(a) * gaussian<kHalf>(a);  // Φ(−|x|)
+      // |x|·Φ(−|x|): |x| goes in before the exp, so that a subnormal tail
+      // rounds once or twice, not again when |x| multiplies it.
+      const T tail = gaussian<kHalf>(a, a * normal_tail_ratio<kHalf>(a));
       // x − min(x, 0) is relu(x) but nan at −inf, as eager's x·Φ(x) is; the
       // result takes x's sign, for eager's −0 at −0 and where x·Φ(x) underflows.
-      return M::copysign(M::fma(-a, lower_tail, x - M::min(x, T(0.0f))), x);
+      return M::copysign((x - M::min(x, T(0.0f))) - tail, x);
     }
   }
   template <typename scalar_t, typename T>
   static C10_HOST_DEVICE T backward(T dy, T x) {
     using M = Math<T>;
     if constexpr (M::kDouble) {
-      const T pdf = gaussian<false>(gauss_abs(x)) * T(kInvSqrt2Pi);
+      const T pdf = gaussian<false>(gauss_abs(x), T(kInvSqrt2Pi));
       return dy * (normcdf_double(x) + x * pdf);
     } else {
-      // |x| uncapped, so that ±inf gives 0·inf = nan, as eager does.
+      // |x| capped: 2^q no longer underflows alone but takes r first, and an
+      // uncapped r would carry a huge |x| out of the tail. x·0 keeps eager's
+      // nan at ±inf, off the chain from x to the exp.
       const T a = gauss_abs(x);
-      const T v = gaussian<false>(a) * M::fma(M::abs(x), T(-kInvSqrt2Pi), normal_tail_ratio<false>(a));
+      const T r = M::fma(a, T(-kInvSqrt2Pi), normal_tail_ratio<false>(a));
+      const T v = gaussian<false>(a, M::fma(x, T(0.0f), r));
       return dy * M::where(x < T(0.0f), v, T(1.0f) - v);
     }
   }
