@@ -48,6 +48,14 @@ def test_wrong_candidate_is_reported_not_timed(monkeypatch):
     assert "wrong result" in bench.render_tables(rows, {"device": "cpu"}, 10.0)
 
 
+def test_ffn_skips_a_dtype_the_cpu_has_no_matmul_for(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "cpu_lacks_matmul", lambda dtype: dtype == torch.bfloat16)
+    rows = bench.main(["--quick", "--no-compile", "--ops", "silu", "--dtypes", "float32,bfloat16", "--modes", "fwd"])
+    assert {r.dtype for r in rows if r.kind == "op"} == {"float32", "bfloat16"}
+    assert {r.dtype for r in rows if r.kind == "ffn"} == {"float32"}
+    assert "ffn=bfloat16 skipped (no oneDNN matmul on this CPU)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("text, shape", [("2^20", (256, 4096)), ("4M", (1024, 4096)), ("4096x11008", (4096, 11008)),
                                          ("100", (25, 4))])
 def test_parse_size(text, shape):
