@@ -229,9 +229,9 @@ struct GeluErfAct {
       const T pdf = gaussian<false>(gauss_abs(x), T(kInvSqrt2Pi));
       return dy * (normcdf_double(x) + x * pdf);
     } else {
-      // |x| capped: 2^q no longer underflows alone but takes r first, and an
-      // uncapped r would carry a huge |x| out of the tail. x·0 keeps eager's
-      // nan at ±inf, off the chain from x to the exp.
+      // r takes |x| capped, as the exp does: r meets 2^q before anything can
+      // underflow, so a huge |x| in r would lift the tail off 0. x·0 restores
+      // eager's nan at ±inf (0·inf), off the chain from x to the exp.
       const T a = gauss_abs(x);
       const T r = M::fma(a, T(-kInvSqrt2Pi), normal_tail_ratio<false>(a));
       const T v = gaussian<false>(a, M::fma(x, T(0.0f), r));
