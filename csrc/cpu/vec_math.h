@@ -13,6 +13,12 @@ namespace fused_acts {
 
 namespace cpu {
 
+// 2^k for integers k in [-126, 127], built from its exponent bits.
+inline at::vec::Vectorized<float> pow2_of_int(at::vec::Vectorized<int32_t> k) {
+  using VI = at::vec::Vectorized<int32_t>;
+  return at::vec::cast<float>((k + VI(0x7f)) << VI(23));
+}
+
 // u·2^q for integral q in [-252, 254], rounded once, subnormal results included.
 inline at::vec::Vectorized<float> scale_by_pow2(at::vec::Vectorized<float> u, at::vec::Vectorized<float> q) {
 #if defined(CPU_CAPABILITY_AVX512)
@@ -22,8 +28,7 @@ inline at::vec::Vectorized<float> scale_by_pow2(at::vec::Vectorized<float> u, at
   using VI = at::vec::Vectorized<int32_t>;
   const VI qi = at::vec::convert_to_int_of_same_size(q);
   const VI half = qi >> VI(1);
-  auto pow2 = [](const VI& k) { return at::vec::cast<float>((k + VI(0x7f)) << VI(23)); };
-  return u * pow2(half) * pow2(qi - half);
+  return u * pow2_of_int(half) * pow2_of_int(qi - half);
 #endif
 }
 
@@ -35,8 +40,8 @@ inline at::vec::Vectorized<float> scale_by_small_pow2(at::vec::Vectorized<float>
   return scale_by_pow2(u, q);
 #else
   using VI = at::vec::Vectorized<int32_t>;
-  const VI biased = at::vec::convert_to_int_of_same_size(q) + VI(64 + 0x7f);
-  return u * at::vec::cast<float>(biased << VI(23)) * at::vec::Vectorized<float>(0x1p-64f);
+  const VI q_plus_64 = at::vec::convert_to_int_of_same_size(q) + VI(64);
+  return u * pow2_of_int(q_plus_64) * at::vec::Vectorized<float>(0x1p-64f);
 #endif
 }
 
