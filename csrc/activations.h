@@ -1,184 +1,22 @@
-// The math of every activation, written once for the CPU (SIMD vectors) and
-// CUDA (scalars). Each activation is a struct with two static templates:
+// The activations, each written once for the CPU (SIMD vectors) and CUDA
+// (scalars). Each is a struct with two static templates:
 //   forward<scalar_t>(x)      -> f(x)
 //   backward<scalar_t>(dy, x) -> dy * f'(x)
 // T, deduced, is the computation type: float or double, or an
 // at::vec::Vectorized of them on the CPU. scalar_t is the storage dtype that
 // x comes from and the result is rounded to; an activation may use cheaper
 // math where that is a 16-bit type (kHalfStorage). Primitives (exp, erfc,
-// ...) come from Math<T>, so the same formula compiles to Sleef vectors on
-// the CPU and libdevice on the GPU.
+// ...) come from Math<T> (math.h), so the same formula compiles to Sleef
+// vectors on the CPU and libdevice on the GPU. op_list.h says which ops use
+// which activation.
 #pragma once
+
+#include "math.h"
+#include "normal_cdf.h"
 
 #include <c10/macros/Macros.h>
 
-#include <cmath>
-
 namespace fused_acts {
-
-template <typename T>
-struct Math;
-
-template <typename scalar_t>
-constexpr bool kHalfStorage = sizeof(scalar_t) == 2;
-
-template <>
-struct Math<float> {
-  static constexpr bool kDouble = false;
-  static C10_HOST_DEVICE float exp(float x) { return ::expf(x); }
-  static C10_HOST_DEVICE float erfc(float x) { return ::erfcf(x); }
-  static C10_HOST_DEVICE float abs(float x) { return ::fabsf(x); }
-  static C10_HOST_DEVICE float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
-  static C10_HOST_DEVICE float fms(float a, float b, float c) { return ::fmaf(a, b, -c); }
-  static C10_HOST_DEVICE float min(float a, float b) { return ::fminf(a, b); }
-  static C10_HOST_DEVICE float copysign(float magnitude, float sign) { return ::copysignf(magnitude, sign); }
-  static C10_HOST_DEVICE float clamp(float x, float lo, float hi) { return ::fminf(::fmaxf(x, lo), hi); }
-  static C10_HOST_DEVICE float where(bool c, float a, float b) { return c ? a : b; }
-  // n/d for finite n and d in [1, 2^126), rounded as the CPU's division is
-  // (GELU's derivative cancels down to R's last ulp). On the GPU: the
-  // hardware estimate of 1/d, one Newton step and one correction of the
-  // quotient, which is the fast path of CUDA's IEEE division without its
-  // range check and branch.
-  static C10_HOST_DEVICE float divide(float n, float d) {
-#ifdef __CUDA_ARCH__
-    float r;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
-    r = ::fmaf(r, ::fmaf(-d, r, 1.0f), r);
-    const float q = n * r;
-    return ::fmaf(::fmaf(-d, q, n), r, q);
-#else
-    return n / d;
-#endif
-  }
-  // 2^y for y in [-252, 0], to about 2^-21 relative, subnormal results
-  // included: enough for a result rounded to 16 bits. On the GPU, one
-  // ex2.approx; on the CPU, a degree-5 polynomial (cpu::exp2_for_half) in
-  // place of Sleef's exp2.
-  static C10_HOST_DEVICE float exp2_for_half(float y) {
-#ifdef __CUDA_ARCH__
-    float r;
-    asm("ex2.approx.f32 %0, %1;" : "=f"(r) : "f"(y));
-    return r;
-#else
-    return ::exp2f(y);
-#endif
-  }
-  // r·2^(q + f) for integral q in [-190, 0], |f| ≤ 1/2 + 2^-16 and r·2^(q + 64)
-  // normal or exact, to about 2 ulps. r takes 2^q first, exactly but for a
-  // subnormal result, so that such a result rounds once or twice, not at every
-  // later multiply. On the GPU 2^q goes in as 2^(q + 64) and 2^-64, in a fifth
-  // of ldexpf's instructions.
-  static C10_HOST_DEVICE float exp2_split(float q, float f, float r) {
-#ifdef __CUDA_ARCH__
-    const float pow2_q_plus_64 = __int_as_float((static_cast<int>(q) + 64 + 127) << 23);
-    return ::exp2f(f) * (r * pow2_q_plus_64) * 0x1p-64f;
-#else
-    return ::exp2f(f) * ::ldexpf(r, static_cast<int>(q));
-#endif
-  }
-  static C10_HOST_DEVICE float round(float x) { return ::rintf(x); }
-  template <typename scalar_t>
-  static C10_HOST_DEVICE float round_to(float x) {
-    return static_cast<float>(static_cast<scalar_t>(x));
-  }
-};
-
-template <>
-struct Math<double> {
-  static constexpr bool kDouble = true;
-  static C10_HOST_DEVICE double exp(double x) { return ::exp(x); }
-  static C10_HOST_DEVICE double erfc(double x) { return ::erfc(x); }
-  static C10_HOST_DEVICE double abs(double x) { return ::fabs(x); }
-  static C10_HOST_DEVICE double fma(double a, double b, double c) { return ::fma(a, b, c); }
-  static C10_HOST_DEVICE double fms(double a, double b, double c) { return ::fma(a, b, -c); }
-  static C10_HOST_DEVICE double min(double a, double b) { return ::fmin(a, b); }
-  static C10_HOST_DEVICE double clamp(double x, double lo, double hi) { return ::fmin(::fmax(x, lo), hi); }
-  static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
-  static C10_HOST_DEVICE double divide(double n, double d) { return n / d; }
-  template <typename scalar_t>
-  static C10_HOST_DEVICE double round_to(double x) { return x; }
-};
-
-// |x|, capped where exp(−x²/2) is 0 in the type, so that x², its rounding
-// error and Φ's t stay finite. Φ and φ both start from it, so that gelu's
-// derivative, which needs both, computes one exp.
-template <typename T>
-C10_HOST_DEVICE T gauss_abs(T x) {
-  using M = Math<T>;
-  return M::min(M::abs(x), T(M::kDouble ? 40.0f : 15.0f));
-}
-
-// r·exp(−x²/2) from ax = gauss_abs(x), without the x²/2 ulps that rounding
-// x² would cost in the tail: x² is split exactly into x2 + err (fma). Float
-// takes 2^(q + f) with y = −x²·log2(e)/2, q = round(y) and f = y − q: f
-// is one fms of x2 against q, exact to 2^-26 since |f| ≤ 1/2, plus err's
-// and the constant's low parts, computed beside it. The caller's factor r
-// goes in with 2^q (exp2_split), so that a tail result underflows in one
-// place, and its multiply is off the chain from x to 2^f: GELU's CPU
-// kernels are bound by that chain's latency as much as by their ~40
-// operations. Double takes e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from
-// a 16-bit type: it has at most 11 significant bits, so x² is exact already.
-template <bool kHalf, typename T>
-C10_HOST_DEVICE T gaussian(T ax, T r) {
-  using M = Math<T>;
-  constexpr float kHalfLog2EHi = 0.72134751081f, kHalfLog2ELo = 9.6298151675e-09f;  // log2(e)/2
-  const T x2 = ax * ax;
-  if constexpr (kHalf) {
-    return r * M::exp2_for_half(T(-kHalfLog2EHi) * x2);
-  } else {
-    const T err = M::fms(ax, ax, x2);
-    if constexpr (M::kDouble) {
-      const T e = M::exp(T(-0.5) * x2);
-      return r * M::fma(T(-0.5) * err, e, e);
-    } else {
-      const T q = M::round(T(-kHalfLog2EHi) * x2);
-      const T low = M::fma(T(-kHalfLog2EHi), err, T(-kHalfLog2ELo) * x2);
-      const T f = M::fms(T(-kHalfLog2EHi), x2, q) + low;
-      return M::exp2_split(q, f, r);
-    }
-  }
-}
-
-// R(a) = Φ(−a)/exp(−a²/2) = erfcx(a/√2)/2 for a = gauss_abs(x), float only:
-// a rational N/D fitted for relative error over [0, 15] (with
-// scipy.special.erfcx). Its coefficients are all positive, so Horner loses
-// nothing to cancellation: degrees 4 and 5 give 2e-8 with float coefficients,
-// 3e-7 in float arithmetic, as the substitution t = 1/(1 + 0.4a/√2) and a
-// degree-10 polynomial in t did, in three fewer multiplies. With kHalf (the
-// result rounded to 16 bits), degrees 3 and 4 give 7e-7, 1/5000 of a
-// bfloat16 ulp and 1/600 of a float16 one.
-template <bool kHalf, typename T>
-C10_HOST_DEVICE T normal_tail_ratio(T a) {
-  using M = Math<T>;
-  T n, d;
-  if constexpr (kHalf) {
-    n = M::fma(T(1.728745922e-02f), a, T(1.205399781e-01f));
-    n = M::fma(n, a, T(3.637216985e-01f));
-    n = M::fma(n, a, T(4.999997914e-01f));
-    d = M::fma(T(4.333770275e-02f), a, T(3.019614220e-01f));
-    d = M::fma(d, a, T(9.582605362e-01f));
-    d = M::fma(d, a, T(1.525307417e+00f));
-    d = M::fma(d, a, T(1.0f));
-  } else {
-    n = M::fma(T(4.153055139e-03f), a, T(4.088027030e-02f));
-    n = M::fma(n, a, T(1.839670986e-01f));
-    n = M::fma(n, a, T(4.392814636e-01f));
-    n = M::fma(n, a, T(0.5f));
-    d = M::fma(T(1.041005366e-02f), a, T(1.024777591e-01f));
-    d = M::fma(d, a, T(4.714031816e-01f));
-    d = M::fma(d, a, T(1.205541015e+00f));
-    d = M::fma(d, a, T(1.676447988e+00f));
-    d = M::fma(d, a, T(1.0f));
-  }
-  return M::divide(n, d);
-}
-
-// Φ(x), the standard normal CDF, in double: the library's erfc. (Float has
-// the fit of R above and computes Φ(−|x|) = R(|x|)·exp(−x²/2) in place.)
-template <typename T>
-C10_HOST_DEVICE T normcdf_double(T x) {
-  return T(0.5) * Math<T>::erfc(x * T(-0.70710678118654752440));
-}
 
 // SiLU keeps eager's formulas exactly, so results match eager bit for bit.
 struct SiluAct {

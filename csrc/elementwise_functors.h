@@ -1,19 +1,23 @@
 // How each kind of op combines an activation's math: one functor per kernel,
-// shared by the CPU and CUDA engines. Each maps kIn opmath values (scalars or
-// SIMD vectors) to kOut values; scalar_t is the storage dtype, needed where
-// eager rounds an intermediate to it.
+// shared by the CPU and CUDA engines. Each holds the activation it applies
+// and maps kIn opmath values (scalars or SIMD vectors) to kOut values;
+// scalar_t is the storage dtype, needed where eager rounds an intermediate
+// to it.
 #pragma once
 
-#include "activations.h"
+#include "math.h"
+
+#include <c10/macros/Macros.h>
 
 namespace fused_acts {
 
 template <typename Act, typename scalar_t>
 struct UnaryForward {
   static constexpr int kIn = 1, kOut = 1;
+  Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Act::template forward<scalar_t>(in[0]);
+    out[0] = act.template forward<scalar_t>(in[0]);
   }
 };
 
@@ -21,9 +25,10 @@ struct UnaryForward {
 template <typename Act, typename scalar_t>
 struct UnaryBackward {
   static constexpr int kIn = 2, kOut = 1;
+  Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Act::template backward<scalar_t>(in[0], in[1]);
+    out[0] = act.template backward<scalar_t>(in[0], in[1]);
   }
 };
 
@@ -32,9 +37,10 @@ struct UnaryBackward {
 template <typename Act, typename scalar_t>
 struct GatedForward {
   static constexpr int kIn = 2, kOut = 1;
+  Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Math<T>::template round_to<scalar_t>(Act::template forward<scalar_t>(in[0])) * in[1];
+    out[0] = Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(in[0])) * in[1];
   }
 };
 
@@ -44,11 +50,12 @@ struct GatedForward {
 template <typename Act, typename scalar_t>
 struct GatedBackward {
   static constexpr int kIn = 3, kOut = 2;
+  Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
     const T dy = in[0], gate = in[1], up = in[2];
-    out[0] = Act::template backward<scalar_t>(dy * up, gate);
-    out[1] = dy * Math<T>::template round_to<scalar_t>(Act::template forward<scalar_t>(gate));
+    out[0] = act.template backward<scalar_t>(dy * up, gate);
+    out[1] = dy * Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(gate));
   }
 };
 

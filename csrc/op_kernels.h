@@ -1,89 +1,83 @@
 // The host side of every op, written once for both backends: check inputs,
 // allocate outputs, describe operands, and hand one functor to the backend's
-// engine. Backend::launch<Kernel, Act>(args, like) runs
-// Kernel<Act, scalar_t> over args on like's device, for like's dtype.
+// engine. Backend::launch<Kernel>(act, args, like) runs Kernel<Act, scalar_t>
+// over args on like's device, for like's dtype.
 #pragma once
 
-#include "activations.h"
 #include "checks.h"
 #include "elementwise_args.h"
 #include "elementwise_functors.h"
+#include "op_list.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
-#include <string_view>
 #include <tuple>
 
 namespace fused_acts {
-
-template <typename Fn>
-decltype(auto) with_gelu_act(const char* op, std::string_view approximate, Fn&& fn) {
-  check_approximate(op, approximate);
-  return approximate == "tanh" ? fn(GeluTanhAct{}) : fn(GeluErfAct{});
-}
 
 template <typename Backend>
 struct OpKernels {
   using Tensor = at::Tensor;
 
   template <typename Act>
-  static Tensor unary_forward(const char* op, const Tensor& x) {
+  static Tensor unary_forward(const char* op, Act act, const Tensor& x) {
     check_floating(op, "x", x);
     Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
     if (x.numel() == 0) return out;
     Tensor in[1] = {x};
     const auto args = make_elementwise_args<1, 1>(in, {out});
-    Backend::template launch<UnaryForward, Act>(args, x);
+    Backend::template launch<UnaryForward>(act, args, x);
     return out;
   }
 
   template <typename Act>
-  static Tensor unary_backward(const char* op, const Tensor& grad, const Tensor& x) {
+  static Tensor unary_backward(const char* op, Act act, const Tensor& grad, const Tensor& x) {
     check_same(op, "grad", grad, "x", x);
     Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
     if (x.numel() == 0) return grad_x;
     Tensor in[2] = {grad, x};
     const auto args = make_elementwise_args<2, 1>(in, {grad_x});
-    Backend::template launch<UnaryBackward, Act>(args, x);
+    Backend::template launch<UnaryBackward>(act, args, x);
     return grad_x;
   }
 
   // out and the gradients may be views (the halves of a packed tensor).
   template <typename Act>
-  static void gated_forward_into(const Tensor& gate, const Tensor& up, const Tensor& out) {
+  static void gated_forward_into(Act act, const Tensor& gate, const Tensor& up, const Tensor& out) {
     if (out.numel() == 0) return;
     Tensor in[2] = {gate, up};
     const auto args = make_elementwise_args<2, 1>(in, {out});
-    Backend::template launch<GatedForward, Act>(args, gate);
+    Backend::template launch<GatedForward>(act, args, gate);
   }
 
   template <typename Act>
   static void gated_backward_into(
-      const Tensor& grad, const Tensor& gate, const Tensor& up, const Tensor& grad_gate, const Tensor& grad_up) {
+      Act act, const Tensor& grad, const Tensor& gate, const Tensor& up, const Tensor& grad_gate,
+      const Tensor& grad_up) {
     if (grad.numel() == 0) return;
     Tensor in[3] = {grad, gate, up};
     const auto args = make_elementwise_args<3, 2>(in, {grad_gate, grad_up});
-    Backend::template launch<GatedBackward, Act>(args, gate);
+    Backend::template launch<GatedBackward>(act, args, gate);
   }
 
   template <typename Act>
-  static Tensor gated_forward(const char* op, const Tensor& gate, const Tensor& up) {
+  static Tensor gated_forward(const char* op, Act act, const Tensor& gate, const Tensor& up) {
     check_same(op, "gate", gate, "up", up);
     Tensor out = at::empty_like(gate, at::MemoryFormat::Contiguous);
-    gated_forward_into<Act>(gate, up, out);
+    gated_forward_into(act, gate, up, out);
     return out;
   }
 
   template <typename Act>
   static std::tuple<Tensor, Tensor> gated_backward(
-      const char* op, const Tensor& grad, const Tensor& gate, const Tensor& up) {
+      const char* op, Act act, const Tensor& grad, const Tensor& gate, const Tensor& up) {
     check_same(op, "gate", gate, "up", up);
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_gate = at::empty_like(gate, at::MemoryFormat::Contiguous);
     Tensor grad_up = at::empty_like(up, at::MemoryFormat::Contiguous);
-    gated_backward_into<Act>(grad, gate, up, grad_gate, grad_up);
+    gated_backward_into(act, grad, gate, up, grad_gate, grad_up);
     return {grad_gate, grad_up};
   }
 
@@ -93,97 +87,86 @@ struct OpKernels {
   }
 
   template <typename Act>
-  static Tensor gated_packed_forward(const char* op, const Tensor& x) {
+  static Tensor gated_packed_forward(const char* op, Act act, const Tensor& x) {
     check_packed(op, x);
     auto [gate, up] = packed_halves(x);
     Tensor out = at::empty(gate.sizes(), x.options());
-    gated_forward_into<Act>(gate, up, out);
+    gated_forward_into(act, gate, up, out);
     return out;
   }
 
   // The gradient is one packed tensor whose halves the kernel writes in place.
   template <typename Act>
-  static Tensor gated_packed_backward(const char* op, const Tensor& grad, const Tensor& x) {
+  static Tensor gated_packed_backward(const char* op, Act act, const Tensor& grad, const Tensor& x) {
     check_packed(op, x);
     auto [gate, up] = packed_halves(x);
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
     auto [grad_gate, grad_up] = packed_halves(grad_x);
-    gated_backward_into<Act>(grad, gate, up, grad_gate, grad_up);
+    gated_backward_into(act, grad, gate, up, grad_gate, grad_up);
     return grad_x;
-  }
-
-  static Tensor gelu(const Tensor& x, c10::string_view approximate) {
-    return with_gelu_act("gelu", approximate, [&](auto act) {
-      return unary_forward<decltype(act)>("gelu", x);
-    });
-  }
-  static Tensor gelu_backward(const Tensor& grad, const Tensor& x, c10::string_view approximate) {
-    return with_gelu_act("gelu_backward", approximate, [&](auto act) {
-      return unary_backward<decltype(act)>("gelu_backward", grad, x);
-    });
-  }
-  static Tensor silu(const Tensor& x) { return unary_forward<SiluAct>("silu", x); }
-  static Tensor silu_backward(const Tensor& grad, const Tensor& x) {
-    return unary_backward<SiluAct>("silu_backward", grad, x);
-  }
-  static Tensor mish(const Tensor& x) { return unary_forward<MishAct>("mish", x); }
-  static Tensor mish_backward(const Tensor& grad, const Tensor& x) {
-    return unary_backward<MishAct>("mish_backward", grad, x);
-  }
-
-  static Tensor swiglu(const Tensor& gate, const Tensor& up) {
-    return gated_forward<SiluAct>("swiglu", gate, up);
-  }
-  static std::tuple<Tensor, Tensor> swiglu_backward(const Tensor& grad, const Tensor& gate, const Tensor& up) {
-    return gated_backward<SiluAct>("swiglu_backward", grad, gate, up);
-  }
-  static Tensor swiglu_packed(const Tensor& x) { return gated_packed_forward<SiluAct>("swiglu", x); }
-  static Tensor swiglu_packed_backward(const Tensor& grad, const Tensor& x) {
-    return gated_packed_backward<SiluAct>("swiglu_backward", grad, x);
-  }
-
-  static Tensor geglu(const Tensor& gate, const Tensor& up, c10::string_view approximate) {
-    return with_gelu_act("geglu", approximate, [&](auto act) {
-      return gated_forward<decltype(act)>("geglu", gate, up);
-    });
-  }
-  static std::tuple<Tensor, Tensor> geglu_backward(
-      const Tensor& grad, const Tensor& gate, const Tensor& up, c10::string_view approximate) {
-    return with_gelu_act("geglu_backward", approximate, [&](auto act) {
-      return gated_backward<decltype(act)>("geglu_backward", grad, gate, up);
-    });
-  }
-  static Tensor geglu_packed(const Tensor& x, c10::string_view approximate) {
-    return with_gelu_act("geglu", approximate, [&](auto act) {
-      return gated_packed_forward<decltype(act)>("geglu", x);
-    });
-  }
-  static Tensor geglu_packed_backward(const Tensor& grad, const Tensor& x, c10::string_view approximate) {
-    return with_gelu_act("geglu_backward", approximate, [&](auto act) {
-      return gated_packed_backward<decltype(act)>("geglu_backward", grad, x);
-    });
   }
 };
 
-// One list of kernels per backend; the schemas live in csrc/schemas.cpp.
+// The kernels of one op of op_list.h, as functions of its schema's
+// arguments: the tensors, then the params (P...) that Select reads.
+template <typename Backend, typename Op, typename Kind = typename Op::Kind,
+          typename Params = typename Op::Select::Params>
+struct OpFamily;
+
+template <typename Backend, typename Op, typename... P>
+struct OpFamily<Backend, Op, Unary, std::tuple<P...>> {
+  using K = OpKernels<Backend>;
+  using Tensor = at::Tensor;
+
+  static Tensor forward(const Tensor& x, P... params) {
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::unary_forward(Op::kName, act, x); }, params...);
+  }
+  static Tensor backward(const Tensor& grad, const Tensor& x, P... params) {
+    return Op::Select::with_act(
+        Op::kBackward, [&](auto act) { return K::unary_backward(Op::kBackward, act, grad, x); }, params...);
+  }
+  static void register_into(torch::Library& m) {
+    m.impl(Op::kName, TORCH_FN(forward));
+    m.impl(Op::kBackward, TORCH_FN(backward));
+  }
+};
+
+template <typename Backend, typename Op, typename... P>
+struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
+  using K = OpKernels<Backend>;
+  using Tensor = at::Tensor;
+
+  static Tensor forward(const Tensor& gate, const Tensor& up, P... params) {
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::gated_forward(Op::kName, act, gate, up); }, params...);
+  }
+  static std::tuple<Tensor, Tensor> backward(const Tensor& grad, const Tensor& gate, const Tensor& up, P... params) {
+    return Op::Select::with_act(
+        Op::kBackward, [&](auto act) { return K::gated_backward(Op::kBackward, act, grad, gate, up); }, params...);
+  }
+  static Tensor packed_forward(const Tensor& x, P... params) {
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::gated_packed_forward(Op::kName, act, x); }, params...);
+  }
+  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params) {
+    return Op::Select::with_act(
+        Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x); },
+        params...);
+  }
+  static void register_into(torch::Library& m) {
+    m.impl(Op::kName, TORCH_FN(forward));
+    m.impl(Op::kBackward, TORCH_FN(backward));
+    m.impl(Op::kPacked, TORCH_FN(packed_forward));
+    m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
+  }
+};
+
+// Every op's kernels for one backend.
 template <typename Backend>
 void register_kernels(torch::Library& m) {
-  using K = OpKernels<Backend>;
-  m.impl("gelu", TORCH_FN(K::gelu));
-  m.impl("gelu_backward", TORCH_FN(K::gelu_backward));
-  m.impl("silu", TORCH_FN(K::silu));
-  m.impl("silu_backward", TORCH_FN(K::silu_backward));
-  m.impl("mish", TORCH_FN(K::mish));
-  m.impl("mish_backward", TORCH_FN(K::mish_backward));
-  m.impl("swiglu", TORCH_FN(K::swiglu));
-  m.impl("swiglu_backward", TORCH_FN(K::swiglu_backward));
-  m.impl("swiglu_packed", TORCH_FN(K::swiglu_packed));
-  m.impl("swiglu_packed_backward", TORCH_FN(K::swiglu_packed_backward));
-  m.impl("geglu", TORCH_FN(K::geglu));
-  m.impl("geglu_backward", TORCH_FN(K::geglu_backward));
-  m.impl("geglu_packed", TORCH_FN(K::geglu_packed));
-  m.impl("geglu_packed_backward", TORCH_FN(K::geglu_packed_backward));
+  for_each_op([&](auto op) { OpFamily<Backend, decltype(op)>::register_into(m); });
 }
 
 }  // namespace fused_acts

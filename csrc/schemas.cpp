@@ -1,20 +1,37 @@
-// Every op's schema. Kernels register per dispatch key in cpu/kernels.cpp and
-// cuda/kernels.cu; autograd and fake tensors are registered in fused_acts/ops.py.
+// Every op's schema, from the list in op_list.h. Kernels register per
+// dispatch key in cpu/kernels.cpp and cuda/kernels.cu; fake kernels,
+// autograd and vmap rules in fused_acts/.
+#include "op_list.h"
+
 #include <torch/library.h>
 
-TORCH_LIBRARY(fused_acts, m) {
-  m.def("gelu(Tensor x, str approximate=\"none\") -> Tensor");
-  m.def("gelu_backward(Tensor grad, Tensor x, str approximate=\"none\") -> Tensor");
-  m.def("silu(Tensor x) -> Tensor");
-  m.def("silu_backward(Tensor grad, Tensor x) -> Tensor");
-  m.def("mish(Tensor x) -> Tensor");
-  m.def("mish_backward(Tensor grad, Tensor x) -> Tensor");
-  m.def("swiglu(Tensor gate, Tensor up) -> Tensor");
-  m.def("swiglu_backward(Tensor grad, Tensor gate, Tensor up) -> (Tensor, Tensor)");
-  m.def("swiglu_packed(Tensor x) -> Tensor");
-  m.def("swiglu_packed_backward(Tensor grad, Tensor x) -> Tensor");
-  m.def("geglu(Tensor gate, Tensor up, str approximate=\"none\") -> Tensor");
-  m.def("geglu_backward(Tensor grad, Tensor gate, Tensor up, str approximate=\"none\") -> (Tensor, Tensor)");
-  m.def("geglu_packed(Tensor x, str approximate=\"none\") -> Tensor");
-  m.def("geglu_packed_backward(Tensor grad, Tensor x, str approximate=\"none\") -> Tensor");
+#include <string>
+
+namespace fused_acts {
+namespace {
+
+void define(torch::Library& m, const std::string& schema) { m.def(schema.c_str()); }
+
+template <typename Op>
+void define_schemas(torch::Library& m, Op, Unary) {
+  const std::string name = Op::kName, params = Op::Select::kSchema;
+  define(m, name + "(Tensor x" + params + ") -> Tensor");
+  define(m, name + "_backward(Tensor grad, Tensor x" + params + ") -> Tensor");
 }
+
+template <typename Op>
+void define_schemas(torch::Library& m, Op, Gated) {
+  const std::string name = Op::kName, params = Op::Select::kSchema;
+  define(m, name + "(Tensor gate, Tensor up" + params + ") -> Tensor");
+  define(m, name + "_backward(Tensor grad, Tensor gate, Tensor up" + params + ") -> (Tensor, Tensor)");
+  define(m, name + "_packed(Tensor x" + params + ") -> Tensor");
+  define(m, name + "_packed_backward(Tensor grad, Tensor x" + params + ") -> Tensor");
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fused_acts, m) {
+  for_each_op([&](auto op) { define_schemas(m, op, typename decltype(op)::Kind{}); });
+}
+
+}  // namespace fused_acts

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from . import ops
+from ._checks import check_approximate
 
 
 class GELU(nn.Module):
@@ -11,7 +12,7 @@ class GELU(nn.Module):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        ops._check_approximate(type(self).__name__, approximate)
+        check_approximate(type(self).__name__, approximate)
         self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class GeGLU(nn.Module):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        ops._check_approximate(type(self).__name__, approximate)
+        check_approximate(type(self).__name__, approximate)
         self.approximate = approximate
 
     def forward(self, gate: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:

@@ -51,3 +51,7 @@ def mish(x):
     sp = F.softplus(x)
     t, sech2, s = torch.tanh(sp), torch.cosh(sp).pow(-2), torch.sigmoid(x)
     return sech2 * s * (2 + x * (1 - s - 2 * t * s))
+
+
+# Each op family's f'': a gated op's is its gate activation's.
+BY_OP = {"gelu": gelu, "silu": silu, "mish": mish, "swiglu": silu, "geglu": gelu}

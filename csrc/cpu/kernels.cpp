@@ -9,9 +9,9 @@ namespace fused_acts {
 
 struct CpuBackend {
   template <template <typename, typename> class Kernel, typename Act, int NIn, int NOut>
-  static void launch(const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
+  static void launch(Act act, const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts", [&] {
-      cpu::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{});
+      cpu::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act});
     });
   }
 };

@@ -2,7 +2,7 @@
 // This file is built once per CPU capability (DEFAULT, AVX2, AVX512, AVX512 + BF16).
 #pragma once
 
-#include "../activations.h"
+#include "../math.h"
 
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>

@@ -9,7 +9,7 @@
 // assumes, and the overflow runs as a partly empty second wave.
 #pragma once
 
-#include "../activations.h"
+#include "scalar_math.h"
 #include "../elementwise_args.h"
 
 #include <ATen/OpMathType.h>

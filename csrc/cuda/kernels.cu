@@ -9,10 +9,10 @@ namespace fused_acts {
 
 struct CudaBackend {
   template <template <typename, typename> class Kernel, typename Act, int NIn, int NOut>
-  static void launch(const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
+  static void launch(Act act, const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
     const c10::cuda::CUDAGuard device_guard(like.device());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts", [&] {
-      cuda::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{});
+      cuda::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act});
     });
   }
 };

@@ -1,0 +1,79 @@
+// Every op, declared once. Each line of FUSED_ACTS_FOR_EACH_OP is
+// X(name, Kind, Select), and makes a family of ops:
+//   Unary  name(Tensor x, <params>) -> Tensor
+//          name_backward(Tensor grad, Tensor x, <params>) -> Tensor
+//   Gated  name(Tensor gate, Tensor up, <params>) -> Tensor
+//          name_backward(Tensor grad, Tensor gate, Tensor up, <params>) -> (Tensor, Tensor)
+//          name_packed(Tensor x, <params>) -> Tensor, x's last dim being gate‖up
+//          name_packed_backward(Tensor grad, Tensor x, <params>) -> Tensor
+// Select says what <params> are and picks the activation (activations.h)
+// from their values. schemas.cpp defines the schemas from this list,
+// op_kernels.h registers every backend's kernels from it, and fused_acts/
+// registers fakes, autograd and vmap for whatever schemas it finds.
+#pragma once
+
+#include "activations.h"
+#include "checks.h"
+
+#include <c10/util/string_view.h>
+
+#include <tuple>
+
+namespace fused_acts {
+
+struct Unary {};
+struct Gated {};
+
+#define FUSED_ACTS_FOR_EACH_OP(X)   \
+  X(gelu, Unary, GeluApproximate)   \
+  X(silu, Unary, Only<SiluAct>)     \
+  X(mish, Unary, Only<MishAct>)     \
+  X(swiglu, Gated, Only<SiluAct>)   \
+  X(geglu, Gated, GeluApproximate)
+
+// An op without params, always computing Act.
+template <typename Act>
+struct Only {
+  static constexpr const char* kSchema = "";
+  using Params = std::tuple<>;
+  template <typename Fn>
+  static decltype(auto) with_act(const char* /*op*/, Fn&& fn) {
+    return fn(Act{});
+  }
+};
+
+// approximate="none" (erf) or "tanh", as torch.nn.functional.gelu takes it.
+struct GeluApproximate {
+  static constexpr const char* kSchema = ", str approximate=\"none\"";
+  using Params = std::tuple<c10::string_view>;
+  template <typename Fn>
+  static decltype(auto) with_act(const char* op, Fn&& fn, c10::string_view approximate) {
+    check_approximate(op, approximate);
+    return approximate == "tanh" ? fn(GeluTanhAct{}) : fn(GeluErfAct{});
+  }
+};
+
+// One type per op, for the templates that define and register it. The names
+// are also the op names that error messages start with (a packed op's are
+// its unpacked twin's).
+#define FUSED_ACTS_OP_TYPE(name, Kind_, Select_)                                 \
+  struct name##_op {                                                            \
+    using Kind = Kind_;                                                         \
+    using Select = Select_;                                                     \
+    static constexpr const char* kName = #name;                                 \
+    static constexpr const char* kBackward = #name "_backward";                 \
+    static constexpr const char* kPacked = #name "_packed";                     \
+    static constexpr const char* kPackedBackward = #name "_packed_backward";    \
+  };
+FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_OP_TYPE)
+#undef FUSED_ACTS_OP_TYPE
+
+// fn(name_op{}) for every op, in list order.
+template <typename Fn>
+void for_each_op(Fn&& fn) {
+#define FUSED_ACTS_VISIT(name, Kind, Select) fn(name##_op{});
+  FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_VISIT)
+#undef FUSED_ACTS_VISIT
+}
+
+}  // namespace fused_acts

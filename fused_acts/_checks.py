@@ -1,0 +1,73 @@
+"""Input checks, message for message those of csrc/checks.h, in the same
+order as the kernels make them, so that fake tensors (torch.compile, meta)
+fail exactly as real ones do."""
+
+import torch
+
+FLOATING = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+APPROXIMATE = ("none", "tanh")
+
+
+def _dtype_name(t):
+    return str(t.dtype).removeprefix("torch.")
+
+
+def check_floating(op, arg, t):
+    if t.dtype not in FLOATING:
+        raise TypeError(f"{op}: {arg} must be float32, float64, bfloat16 or float16, got {_dtype_name(t)}")
+
+
+def check_same(op, a_name, a, b_name, b):
+    """a and b must match in shape, dtype and device."""
+    check_floating(op, a_name, a)
+    check_floating(op, b_name, b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{op}: {a_name} and {b_name} must have the same shape, got {list(a.shape)} and {list(b.shape)}"
+        )
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{op}: {a_name} and {b_name} must have the same dtype, got {_dtype_name(a)} and {_dtype_name(b)}"
+        )
+    if a.device != b.device:
+        raise RuntimeError(f"{op}: {a_name} and {b_name} must be on the same device, got {a.device} and {b.device}")
+
+
+def check_packed(op, x):
+    check_floating(op, "x", x)
+    if x.dim() < 1 or x.shape[-1] % 2 != 0:
+        raise ValueError(f"{op}: packed x must have an even last dim (gate‖up), got shape {list(x.shape)}")
+
+
+def check_approximate(op, approximate):
+    if approximate not in APPROXIMATE:
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got '{approximate}'")
+
+
+# Each param's check (the Select structs of csrc/op_list.h), by its schema name.
+PARAM_CHECKS = {"approximate": check_approximate}
+
+
+def packed_halves(x):
+    return x.chunk(2, dim=-1)
+
+
+def check_call(op, by_name):
+    """Every check that op's kernel makes on its arguments (by name), in the
+    kernel's order: params first, then the tensors."""
+    name = op.check_name
+    for param in op.params:
+        PARAM_CHECKS[param](name, by_name[param])
+    if op.kind == "unary":
+        if op.backward:
+            check_same(name, "grad", by_name["grad"], "x", by_name["x"])
+        else:
+            check_floating(name, "x", by_name["x"])
+    elif op.kind == "gated":
+        check_same(name, "gate", by_name["gate"], "up", by_name["up"])
+        if op.backward:
+            check_same(name, "grad", by_name["grad"], "gate", by_name["gate"])
+    else:
+        check_packed(name, by_name["x"])
+        if op.backward:
+            check_same(name, "grad", by_name["grad"], "gate", packed_halves(by_name["x"])[0])

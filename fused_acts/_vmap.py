@@ -1,0 +1,38 @@
+"""Batching rules: every op is elementwise over the shape its tensors share
+(a packed last dim aside), so the batched op is the op itself on tensors
+whose batch dim comes first. Without a rule, vmap falls back to one call per
+sample."""
+
+import torch
+
+from ._checks import check_packed
+from ._op_list import OPS
+
+
+def _register(op):
+    num_outputs = op.num_outputs
+    out_dims = 0 if num_outputs == 1 else (0,) * num_outputs
+
+    def batched(info, in_dims, *args):
+        if op.kind == "packed":
+            # x, the last tensor, is checked per sample: a batch of 0-dim
+            # samples would otherwise pass as one packed last dim.
+            x, x_dim = [(a, d) for a, d in zip(args, in_dims) if isinstance(a, torch.Tensor)][-1]
+            if x_dim is not None:
+                x = torch.empty(x.shape[:x_dim] + x.shape[x_dim + 1 :], dtype=x.dtype, device="meta")
+            check_packed(op.check_name, x)
+        args = [
+            a.movedim(d, 0)
+            if d is not None
+            else a.expand(info.batch_size, *a.shape)
+            if isinstance(a, torch.Tensor)
+            else a
+            for a, d in zip(args, in_dims)
+        ]
+        return op.overload(*args), out_dims
+
+    torch.library.register_vmap(f"fused_acts::{op.name}", batched)
+
+
+for _op in OPS.values():
+    _register(_op)
