@@ -66,11 +66,18 @@ def cpu_capabilities():
     """(name, flags) for each SIMD level that the CPU kernels are built for."""
     levels = [("default", ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"])]
     if platform.machine() in ("x86_64", "AMD64"):
-        levels.append(("avx2", ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2",
-                                "-mavx2", "-mfma", "-mf16c"]))
-        avx512 = ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512",
-                  "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
-                  "-mavx2", "-mfma", "-mf16c"]
+        levels.append(("avx2", ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"]))
+        avx512 = [
+            "-DCPU_CAPABILITY=AVX512",
+            "-DCPU_CAPABILITY_AVX512",
+            "-mavx512f",
+            "-mavx512bw",
+            "-mavx512vl",
+            "-mavx512dq",
+            "-mavx2",
+            "-mfma",
+            "-mf16c",
+        ]
         levels.append(("avx512", avx512))
         # Same code; bfloat16 outputs round in one instruction (vcvtne2ps2bf16).
         levels.append(("avx512_bf16", avx512 + ["-mavx512bf16"]))
@@ -84,23 +91,30 @@ def extensions(cuda_home):
     exts = []
     if want_cuda(cuda_home):
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
-        print(f"fused_acts: building CUDA kernels with {cuda_home} "
-              f"for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
-        exts.append(CUDAExtension(
-            "fused_acts._C",
-            ["csrc/schemas.cpp", "csrc/cuda/kernels.cu"],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
-        ))
+        print(
+            f"fused_acts: building CUDA kernels with {cuda_home} "
+            f"for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}"
+        )
+        exts.append(
+            CUDAExtension(
+                "fused_acts._C",
+                ["csrc/schemas.cpp", "csrc/cuda/kernels.cu"],
+                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+            )
+        )
     else:
         print("fused_acts: building without CUDA kernels")
         exts.append(CppExtension("fused_acts._C", ["csrc/schemas.cpp"], extra_compile_args=cxx_flags))
     for name, flags in cpu_capabilities():
         # at::parallel_for is inline OpenMP: without -fopenmp it runs serially.
-        exts.append(CppExtension(
-            f"fused_acts._cpu_{name}", ["csrc/cpu/kernels.cpp"],
-            extra_compile_args=cxx_flags + flags + ["-fopenmp"],
-            extra_link_args=["-fopenmp"],
-        ))
+        exts.append(
+            CppExtension(
+                f"fused_acts._cpu_{name}",
+                ["csrc/cpu/kernels.cpp"],
+                extra_compile_args=cxx_flags + flags + ["-fopenmp"],
+                extra_link_args=["-fopenmp"],
+            )
+        )
     return exts
 
 

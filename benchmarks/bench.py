@@ -163,8 +163,10 @@ def interleaved_medians(fns, timer, warmup, min_reps, max_reps, budget_s):
     for _ in range(reps - 1):
         for name, fn in fns.items():
             sample(name, fn)
-    return ({name: statistics.median(v) for name, v in seconds.items()},
-            {name: statistics.median(v) for name, v in faults.items()})
+    return (
+        {name: statistics.median(v) for name, v in seconds.items()},
+        {name: statistics.median(v) for name, v in faults.items()},
+    )
 
 
 def copy_bandwidth(device, nbytes, timer):
@@ -203,8 +205,12 @@ def keep_freed_memory_mapped(pool_bytes):
 
 # ---------------------------------------------------------------- per op
 def tolerances(dtype):
-    return {torch.float32: (1e-4, 1e-4), torch.float64: (1e-7, 1e-7),
-            torch.bfloat16: (3e-2, 3e-2), torch.float16: (4e-3, 4e-3)}[dtype]
+    return {
+        torch.float32: (1e-4, 1e-4),
+        torch.float64: (1e-7, 1e-7),
+        torch.bfloat16: (3e-2, 3e-2),
+        torch.float16: (4e-3, 4e-3),
+    }[dtype]
 
 
 def check_against_eager(fn, eager, inputs, dtype):
@@ -374,8 +380,10 @@ def cpu_lacks_matmul(dtype):
     bfloat16: no AVX-512 or AMX). torch then falls back to a generic loop,
     about 70× slower than float32 (one 512×1024×2816 bfloat16 matmul took 3 s
     on an AVX2 Zen 3), and an FFN block is mostly matmul."""
-    check = {torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
-             torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported}.get(dtype)
+    check = {
+        torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
+        torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported,
+    }.get(dtype)
     return check is not None and not check()
 
 
@@ -393,13 +401,27 @@ def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
             def run():
                 blocks[k].zero_grad(set_to_none=True)
                 blocks[k](xs[k]).sum().backward()
+
             return run
 
-        medians = {} if problem else interleaved_medians(
-            {k: step(k) for k in blocks}, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
+        medians = (
+            {}
+            if problem
+            else interleaved_medians(
+                {k: step(k) for k in blocks}, timer, args.warmup, args.min_reps, args.max_reps, args.budget
+            )[0]
+        )
         for k, block in blocks.items():
-            row = Row("ffn", device, str(dtype).removeprefix("torch."), name, "fwdbwd",
-                      [tokens, dim, hidden], tokens * hidden, k)
+            row = Row(
+                "ffn",
+                device,
+                str(dtype).removeprefix("torch."),
+                name,
+                "fwdbwd",
+                [tokens, dim, hidden],
+                tokens * hidden,
+                k,
+            )
             if problem:
                 row.error = f"wrong result, not timed: {problem}"
             else:
@@ -441,8 +463,11 @@ def fmt(value, spec):
 
 def render_tables(rows, info, copy_gbps):
     """Markdown tables: one line per (op, dtype, shape, mode)."""
-    lines = [f"Machine: {', '.join(f'{k}={v}' for k, v in info.items())}",
-             f"Copy bandwidth (read+write): {copy_gbps:.1f} GB/s", ""]
+    lines = [
+        f"Machine: {', '.join(f'{k}={v}' for k, v in info.items())}",
+        f"Copy bandwidth (read+write): {copy_gbps:.1f} GB/s",
+        "",
+    ]
     op_rows = [r for r in rows if r.kind == "op"]
     if op_rows:
         has_compile = any(r.candidate == "compile" for r in op_rows)
@@ -454,15 +479,24 @@ def render_tables(rows, info, copy_gbps):
         header += ["fused GB/s", "% of copy"]
         on_cpu = any(r.device == "cpu" for r in op_rows)
         if on_cpu:
-            header += ["page faults/call " + "/".join(c for c in ("fused", "eager", "compile", "liger")
-                                                       if any(r.candidate == c for r in op_rows))]
+            header += [
+                "page faults/call "
+                + "/".join(c for c in ("fused", "eager", "compile", "liger") if any(r.candidate == c for r in op_rows))
+            ]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         groups = {}
         for r in op_rows:
             groups.setdefault((r.op, r.dtype, tuple(r.shape), r.mode), {})[r.candidate] = r
         for (op, dtype, shape, mode), by in groups.items():
             f = by["fused"]
-            cells = [op, dtype, "×".join(map(str, shape)), mode, fmt(f.median_ms, ".3f"), fmt(by["eager"].median_ms, ".3f")]
+            cells = [
+                op,
+                dtype,
+                "×".join(map(str, shape)),
+                mode,
+                fmt(f.median_ms, ".3f"),
+                fmt(by["eager"].median_ms, ".3f"),
+            ]
             if has_compile:
                 cells.append(fmt(by["compile"].median_ms, ".3f") if "compile" in by else "-")
             if has_liger:
@@ -484,16 +518,34 @@ def render_tables(rows, info, copy_gbps):
         lines += geomean_lines(op_rows)
     ffn_rows = [r for r in rows if r.kind == "ffn"]
     if ffn_rows:
-        lines += ["", "| FFN block | dtype | tokens×dim×hidden | fused ms | eager ms | × eager | saved MB fused | saved MB eager | peak MB fused | peak MB eager |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| FFN block | dtype | tokens×dim×hidden | fused ms | eager ms | × eager | saved MB fused | saved MB eager | peak MB fused | peak MB eager |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         groups = {}
         for r in ffn_rows:
             groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[r.candidate] = r
         for (name, dtype, shape), by in groups.items():
             f, e = by["fused"], by["eager"]
-            lines.append("| " + " | ".join([name, dtype, "×".join(map(str, shape)), fmt(f.median_ms, ".2f"), fmt(e.median_ms, ".2f"),
-                                            fmt(f.speedup_vs_eager, ".2f"), fmt(f.saved_mb, ".1f"), fmt(e.saved_mb, ".1f"),
-                                            fmt(f.peak_mb, ".1f"), fmt(e.peak_mb, ".1f")]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name,
+                        dtype,
+                        "×".join(map(str, shape)),
+                        fmt(f.median_ms, ".2f"),
+                        fmt(e.median_ms, ".2f"),
+                        fmt(f.speedup_vs_eager, ".2f"),
+                        fmt(f.saved_mb, ".1f"),
+                        fmt(e.saved_mb, ".1f"),
+                        fmt(f.peak_mb, ".1f"),
+                        fmt(e.peak_mb, ".1f"),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -512,24 +564,36 @@ def geomean_lines(op_rows):
         for vs in ("eager", "compile"):
             s = summary([r for r in fused if r.mode == mode], vs)
             if s:
-                lines.append(f"Geometric mean speedup, {mode}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)")
+                lines.append(
+                    f"Geometric mean speedup, {mode}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)"
+                )
     per_op = []
     for mode in MODES:
         for op in dict.fromkeys(r.op for r in fused):
             rows = [r for r in fused if r.op == op and r.mode == mode]
             cells = [summary(rows, vs) for vs in ("eager", "compile")]
             if cells[0]:
-                per_op.append(f"| {op} | {mode} | {cells[0][2]} | "
-                              + " | ".join(f"{c[0]:.2f}× ({c[1]:.2f}×)" if c else "-" for c in cells) + " |")
+                per_op.append(
+                    f"| {op} | {mode} | {cells[0][2]} | "
+                    + " | ".join(f"{c[0]:.2f}× ({c[1]:.2f}×)" if c else "-" for c in cells)
+                    + " |"
+                )
     if per_op:
-        lines += ["", "Per op, over its dtypes and sizes:", "",
-                  "| op | mode | cells | × eager, geomean (min) | × compile, geomean (min) |", "|---|---|---|---|---|", *per_op]
+        lines += [
+            "",
+            "Per op, over its dtypes and sizes:",
+            "",
+            "| op | mode | cells | × eager, geomean (min) | × compile, geomean (min) |",
+            "|---|---|---|---|---|",
+            *per_op,
+        ]
     return lines
 
 
 def plot(rows, copy_gbps, out_dir, info):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -567,7 +631,7 @@ def plot(rows, copy_gbps, out_dir, info):
     paths.append(path)
     # Bandwidth against size, forward, with the copy line.
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (op, dtype) in sorted({(r.op, r.dtype) for r in fused if r.mode == "fwd"}):
+    for op, dtype in sorted({(r.op, r.dtype) for r in fused if r.mode == "fwd"}):
         cells = sorted((r for r in fused if r.op == op and r.dtype == dtype and r.mode == "fwd"), key=lambda r: r.numel)
         ax.plot([r.numel for r in cells], [r.gbps for r in cells], marker="o", label=f"{op} {dtype}")
     ax.axhline(copy_gbps, color="black", linestyle="--", label="copy")
@@ -604,8 +668,10 @@ def parse_size(text):
 DEFAULTS = {
     # device -> (sizes, ffn shapes as tokens×dim×hidden)
     "cpu": (["2^20", "2^22", "2^24"], [(512, 1024, 2816)]),
-    "cuda": (["2^20", "2^22", "2^24", "2^26", "2^28", "4096x11008", "8192x14336"],
-             [(4096, 4096, 11008), (8192, 4096, 14336)]),
+    "cuda": (
+        ["2^20", "2^22", "2^24", "2^26", "2^28", "4096x11008", "8192x14336"],
+        [(4096, 4096, 11008), (8192, 4096, 14336)],
+    ),
 }
 QUICK = {"cpu": (["2^16"], [(64, 128, 352)]), "cuda": (["2^20", "2^26"], [(1024, 1024, 2816)])}
 
@@ -620,8 +686,11 @@ def parse_args(argv=None):
     p.add_argument("--no-ffn", action="store_true", help="skip the FFN blocks")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
-    p.add_argument("--fresh-memory", action="store_true",
-                   help="CPU: keep glibc's default malloc, which maps large outputs afresh (page faults)")
+    p.add_argument(
+        "--fresh-memory",
+        action="store_true",
+        help="CPU: keep glibc's default malloc, which maps large outputs afresh (page faults)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-reps", type=int, default=7)
@@ -637,6 +706,7 @@ def parse_args(argv=None):
 def progress(items, desc):
     try:
         from tqdm import tqdm
+
         return tqdm(items, desc=desc, file=sys.stderr)
     except ImportError:
         return items
@@ -672,7 +742,9 @@ def run(args):
     if not args.no_ffn:
         skipped = [d for d in dtypes if device == "cpu" and cpu_lacks_matmul(d)]
         if skipped:
-            info["ffn"] = f"{', '.join(str(d).removeprefix('torch.') for d in skipped)} skipped (no oneDNN matmul on this CPU)"
+            info["ffn"] = (
+                f"{', '.join(str(d).removeprefix('torch.') for d in skipped)} skipped (no oneDNN matmul on this CPU)"
+            )
         for dtype in progress([d for d in dtypes if d not in skipped], "ffn"):
             for tokens, dim, hidden in ffn_shapes:
                 rows += bench_ffn(tokens, dim, hidden, dtype, device, timer, args)
@@ -687,8 +759,9 @@ def main(argv=None):
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(
-            {"machine": info, "copy_gbps": copy_gbps, "rows": [asdict(r) for r in rows]}, indent=1))
+        (out / "results.json").write_text(
+            json.dumps({"machine": info, "copy_gbps": copy_gbps, "rows": [asdict(r) for r in rows]}, indent=1)
+        )
         (out / "results.md").write_text(table + "\n")
         for path in plot(rows, copy_gbps, out, info):
             print(f"wrote {path}")

@@ -22,52 +22,41 @@ inline std::string shape_str(at::IntArrayRef sizes) {
 }
 
 // torch's own spelling ("bfloat16", "int64"), as Python users see it.
-inline std::string dtype_name(const at::Tensor& t) {
-  return std::string(c10::getDtypeNames(t.scalar_type()).first);
-}
+inline std::string dtype_name(const at::Tensor& t) { return std::string(c10::getDtypeNames(t.scalar_type()).first); }
 
 inline void check_floating(const char* op, const char* arg, const at::Tensor& t) {
   const auto dtype = t.scalar_type();
-  TORCH_CHECK_TYPE(
-      dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf,
-      op, ": ", arg, " must be float32, float64, bfloat16 or float16, got ", dtype_name(t));
+  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf, op,
+                   ": ", arg, " must be float32, float64, bfloat16 or float16, got ", dtype_name(t));
 }
 
-inline void check_same_device(
-    const char* op, const char* a_name, const at::Tensor& a, const char* b_name, const at::Tensor& b) {
-  TORCH_CHECK(
-      a.device() == b.device(),
-      op, ": ", a_name, " and ", b_name, " must be on the same device, got ", a.device(),
-      " and ", b.device());
+inline void check_same_device(const char* op, const char* a_name, const at::Tensor& a, const char* b_name,
+                              const at::Tensor& b) {
+  TORCH_CHECK(a.device() == b.device(), op, ": ", a_name, " and ", b_name, " must be on the same device, got ",
+              a.device(), " and ", b.device());
 }
 
 // a and b must match in shape, dtype and device.
-inline void check_same(
-    const char* op, const char* a_name, const at::Tensor& a, const char* b_name, const at::Tensor& b) {
+inline void check_same(const char* op, const char* a_name, const at::Tensor& a, const char* b_name,
+                       const at::Tensor& b) {
   check_floating(op, a_name, a);
   check_floating(op, b_name, b);
-  TORCH_CHECK_VALUE(
-      a.sizes() == b.sizes(),
-      op, ": ", a_name, " and ", b_name, " must have the same shape, got ", shape_str(a.sizes()),
-      " and ", shape_str(b.sizes()));
-  TORCH_CHECK_TYPE(
-      a.scalar_type() == b.scalar_type(),
-      op, ": ", a_name, " and ", b_name, " must have the same dtype, got ", dtype_name(a), " and ",
-      dtype_name(b));
+  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), op, ": ", a_name, " and ", b_name, " must have the same shape, got ",
+                    shape_str(a.sizes()), " and ", shape_str(b.sizes()));
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), op, ": ", a_name, " and ", b_name,
+                   " must have the same dtype, got ", dtype_name(a), " and ", dtype_name(b));
   check_same_device(op, a_name, a, b_name, b);
 }
 
 inline void check_packed(const char* op, const at::Tensor& x) {
   check_floating(op, "x", x);
-  TORCH_CHECK_VALUE(
-      x.dim() >= 1 && x.size(-1) % 2 == 0,
-      op, ": packed x must have an even last dim (gate‖up), got shape ", shape_str(x.sizes()));
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) % 2 == 0, op,
+                    ": packed x must have an even last dim (gate‖up), got shape ", shape_str(x.sizes()));
 }
 
 inline void check_approximate(const char* op, std::string_view approximate) {
-  TORCH_CHECK_VALUE(
-      approximate == "none" || approximate == "tanh",
-      op, ": approximate must be 'none' or 'tanh', got '", approximate, "'");
+  TORCH_CHECK_VALUE(approximate == "none" || approximate == "tanh", op, ": approximate must be 'none' or 'tanh', got '",
+                    approximate, "'");
 }
 
 }  // namespace fused_acts

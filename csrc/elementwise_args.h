@@ -42,8 +42,7 @@ inline std::optional<int64_t> row_stride_of(const at::Tensor& t) {
 // the caller's array keeps alive for the launch. Operands share one shape
 // and numel > 0. When every operand is dense the rows collapse into one.
 template <int NIn, int NOut>
-ElementwiseArgs<NIn, NOut> make_elementwise_args(
-    at::Tensor (&inputs)[NIn], const at::Tensor (&outputs)[NOut]) {
+ElementwiseArgs<NIn, NOut> make_elementwise_args(at::Tensor (&inputs)[NIn], const at::Tensor (&outputs)[NOut]) {
   ElementwiseArgs<NIn, NOut> args;
   const at::Tensor& first = inputs[0];
   args.cols = first.dim() == 0 ? 1 : first.size(-1);

@@ -53,9 +53,8 @@ struct OpKernels {
   }
 
   template <typename Act>
-  static void gated_backward_into(
-      Act act, const Tensor& grad, const Tensor& gate, const Tensor& up, const Tensor& grad_gate,
-      const Tensor& grad_up) {
+  static void gated_backward_into(Act act, const Tensor& grad, const Tensor& gate, const Tensor& up,
+                                  const Tensor& grad_gate, const Tensor& grad_up) {
     if (grad.numel() == 0) return;
     Tensor in[3] = {grad, gate, up};
     const auto args = make_elementwise_args<3, 2>(in, {grad_gate, grad_up});
@@ -71,8 +70,8 @@ struct OpKernels {
   }
 
   template <typename Act>
-  static std::tuple<Tensor, Tensor> gated_backward(
-      const char* op, Act act, const Tensor& grad, const Tensor& gate, const Tensor& up) {
+  static std::tuple<Tensor, Tensor> gated_backward(const char* op, Act act, const Tensor& grad, const Tensor& gate,
+                                                   const Tensor& up) {
     check_same(op, "gate", gate, "up", up);
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_gate = at::empty_like(gate, at::MemoryFormat::Contiguous);
@@ -120,8 +119,7 @@ struct OpFamily<Backend, Op, Unary, std::tuple<P...>> {
   using Tensor = at::Tensor;
 
   static Tensor forward(const Tensor& x, P... params) {
-    return Op::Select::with_act(
-        Op::kName, [&](auto act) { return K::unary_forward(Op::kName, act, x); }, params...);
+    return Op::Select::with_act(Op::kName, [&](auto act) { return K::unary_forward(Op::kName, act, x); }, params...);
   }
   static Tensor backward(const Tensor& grad, const Tensor& x, P... params) {
     return Op::Select::with_act(
@@ -152,8 +150,7 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
   }
   static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params) {
     return Op::Select::with_act(
-        Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x); },
-        params...);
+        Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x); }, params...);
   }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));

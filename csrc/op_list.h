@@ -24,11 +24,11 @@ namespace fused_acts {
 struct Unary {};
 struct Gated {};
 
-#define FUSED_ACTS_FOR_EACH_OP(X)   \
-  X(gelu, Unary, GeluApproximate)   \
-  X(silu, Unary, Only<SiluAct>)     \
-  X(mish, Unary, Only<MishAct>)     \
-  X(swiglu, Gated, Only<SiluAct>)   \
+#define FUSED_ACTS_FOR_EACH_OP(X) \
+  X(gelu, Unary, GeluApproximate) \
+  X(silu, Unary, Only<SiluAct>)   \
+  X(mish, Unary, Only<MishAct>)   \
+  X(swiglu, Gated, Only<SiluAct>) \
   X(geglu, Gated, GeluApproximate)
 
 // An op without params, always computing Act.
@@ -56,14 +56,14 @@ struct GeluApproximate {
 // One type per op, for the templates that define and register it. The names
 // are also the op names that error messages start with (a packed op's are
 // its unpacked twin's).
-#define FUSED_ACTS_OP_TYPE(name, Kind_, Select_)                                 \
-  struct name##_op {                                                            \
-    using Kind = Kind_;                                                         \
-    using Select = Select_;                                                     \
-    static constexpr const char* kName = #name;                                 \
-    static constexpr const char* kBackward = #name "_backward";                 \
-    static constexpr const char* kPacked = #name "_packed";                     \
-    static constexpr const char* kPackedBackward = #name "_packed_backward";    \
+#define FUSED_ACTS_OP_TYPE(name, Kind_, Select_)                             \
+  struct name##_op {                                                         \
+    using Kind = Kind_;                                                      \
+    using Select = Select_;                                                  \
+    static constexpr const char* kName = #name;                              \
+    static constexpr const char* kBackward = #name "_backward";              \
+    static constexpr const char* kPacked = #name "_packed";                  \
+    static constexpr const char* kPackedBackward = #name "_packed_backward"; \
   };
 FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_OP_TYPE)
 #undef FUSED_ACTS_OP_TYPE

@@ -90,8 +90,12 @@ def _activation_kind(module):
 
 
 def _fused_activation(kind):
-    return {"gelu": lambda: fnn.GELU("none"), "gelu_tanh": lambda: fnn.GELU("tanh"),
-            "silu": fnn.SiLU, "mish": fnn.Mish}[kind]()
+    return {
+        "gelu": lambda: fnn.GELU("none"),
+        "gelu_tanh": lambda: fnn.GELU("tanh"),
+        "silu": fnn.SiLU,
+        "mish": fnn.Mish,
+    }[kind]()
 
 
 def _gated(kind, gate, up=None):

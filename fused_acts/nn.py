@@ -84,7 +84,9 @@ class SwiGLUFFN(nn.Module):
         for param in ("weight", "bias"):
             gate, up = state_dict.get(f"{prefix}gate_proj.{param}"), state_dict.get(f"{prefix}up_proj.{param}")
             if (gate is None) != (up is None):
-                raise KeyError(f"{prefix}gate_proj.{param} and {prefix}up_proj.{param} must both be present or both absent")
+                raise KeyError(
+                    f"{prefix}gate_proj.{param} and {prefix}up_proj.{param} must both be present or both absent"
+                )
             if gate is not None:
                 packed[f"gate_up_proj.{param}"] = torch.cat([gate, up], dim=0)
             down = state_dict.get(f"{prefix}down_proj.{param}")

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+)
+DEVICES = ["cpu", CUDA]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
 

@@ -6,6 +6,8 @@ eager PyTorch as well as fused_acts.
 """
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -65,21 +67,31 @@ def ref_derivative_terms(name, x):
     return first.abs() + second.abs()
 
 
-# name -> (fused, eager) for the unary activations.
+class Case(NamedTuple):
+    """One activation as the tests exercise it: fused_acts' function, eager
+    PyTorch's, and the op family (csrc/op_list.h) it runs."""
+
+    fused: Callable
+    eager: Callable
+    family: str
+
+
+# The unary activations, by their name in ref_forward.
 UNARY = {
-    "silu": (fused_acts.silu, F.silu),
-    "gelu": (fused_acts.gelu, F.gelu),
-    "gelu_tanh": (lambda x: fused_acts.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh")),
-    "mish": (fused_acts.mish, F.mish),
+    "silu": Case(fused_acts.silu, F.silu, "silu"),
+    "gelu": Case(fused_acts.gelu, F.gelu, "gelu"),
+    "gelu_tanh": Case(lambda x: fused_acts.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh"), "gelu"),
+    "mish": Case(fused_acts.mish, F.mish, "mish"),
 }
 
-# name -> (fused(gate, up=None), eager(gate, up)) for the gated activations.
+# The gated activations: fused(gate, up=None) (None: gate is packed gate‖up), eager(gate, up).
 GATED = {
-    "swiglu": (fused_acts.swiglu, lambda g, u: F.silu(g) * u),
-    "geglu": (fused_acts.geglu, lambda g, u: F.gelu(g) * u),
-    "geglu_tanh": (
+    "swiglu": Case(fused_acts.swiglu, lambda g, u: F.silu(g) * u, "swiglu"),
+    "geglu": Case(fused_acts.geglu, lambda g, u: F.gelu(g) * u, "geglu"),
+    "geglu_tanh": Case(
         lambda g, u=None: fused_acts.geglu(g, u, approximate="tanh"),
         lambda g, u: F.gelu(g, approximate="tanh") * u,
+        "geglu",
     ),
 }
 
@@ -89,7 +101,7 @@ GATED_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"
 
 def every_16_bit_pattern(dtype):
     """All 65536 values of a 16-bit dtype, nan and inf included."""
-    return torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
+    return torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
 
 
 def split_packed(x):

@@ -14,12 +14,28 @@ import bench  # noqa: E402
 
 
 def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
-    rows = bench.main(["--quick", "--no-compile", "--ops", "silu,swiglu_packed", "--dtypes", "float32",
-                       "--sizes", "8x64", "--out", str(tmp_path)])
+    rows = bench.main(
+        [
+            "--quick",
+            "--no-compile",
+            "--ops",
+            "silu,swiglu_packed",
+            "--dtypes",
+            "float32",
+            "--sizes",
+            "8x64",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     table = capsys.readouterr().out
     op_rows = [r for r in rows if r.kind == "op"]
     assert {(r.op, r.mode, r.candidate) for r in op_rows} == {
-        (op, mode, cand) for op in ("silu", "swiglu_packed") for mode in ("fwd", "fwdbwd") for cand in ("fused", "eager")}
+        (op, mode, cand)
+        for op in ("silu", "swiglu_packed")
+        for mode in ("fwd", "fwdbwd")
+        for cand in ("fused", "eager")
+    }
     for r in op_rows:
         assert r.shape == [8, 64] and r.numel == 512 and r.dtype == "float32" and not r.error
         assert r.median_ms > 0 and r.gbps > 0 and r.pct_of_copy > 0 and r.speedup_vs_eager > 0
@@ -56,8 +72,9 @@ def test_ffn_skips_a_dtype_the_cpu_has_no_matmul_for(monkeypatch, capsys):
     assert "ffn=bfloat16 skipped (no oneDNN matmul on this CPU)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text, shape", [("2^20", (256, 4096)), ("4M", (1024, 4096)), ("4096x11008", (4096, 11008)),
-                                         ("100", (25, 4))])
+@pytest.mark.parametrize(
+    "text, shape", [("2^20", (256, 4096)), ("4M", (1024, 4096)), ("4096x11008", (4096, 11008)), ("100", (25, 4))]
+)
 def test_parse_size(text, shape):
     assert bench.parse_size(text) == shape
 
@@ -84,8 +101,24 @@ def test_compile_candidate_never_falls_back_to_eager(monkeypatch):
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc mallopt")
 def test_cpu_timings_run_on_warm_memory():
     # Without keep_freed_memory_mapped, each fresh 64 MiB output takes 16384 page faults.
-    rows = bench.main(["--no-compile", "--no-ffn", "--ops", "silu,swiglu_packed", "--dtypes", "float32",
-                       "--sizes", "2^24", "--min-reps", "3", "--max-reps", "5", "--budget", "0.05"])
+    rows = bench.main(
+        [
+            "--no-compile",
+            "--no-ffn",
+            "--ops",
+            "silu,swiglu_packed",
+            "--dtypes",
+            "float32",
+            "--sizes",
+            "2^24",
+            "--min-reps",
+            "3",
+            "--max-reps",
+            "5",
+            "--budget",
+            "0.05",
+        ]
+    )
     op_rows = [r for r in rows if r.kind == "op"]
     assert len(op_rows) == 8
     assert all(r.page_faults < 100 for r in op_rows), [(r.op, r.mode, r.candidate, r.page_faults) for r in op_rows]

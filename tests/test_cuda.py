@@ -4,9 +4,9 @@ and tensors past 2^31 elements. Skipped without CUDA."""
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import GATED, UNARY
 
 import fused_acts
-from reference import GATED, UNARY
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -28,11 +28,11 @@ def test_vector_and_scalar_paths(offset, cols):
     """Aligned rows take 16-byte vectors; misaligned starts and odd row
     lengths take the scalar path. Both must write every element exactly once."""
     base = torch.randn(4 * (2 * cols + offset + 5), device="cuda", dtype=torch.bfloat16)
-    rows = base[offset:offset + 4 * (2 * cols + 5)].view(4, 2 * cols + 5)
-    gate, up = rows[:, :cols], rows[:, cols:2 * cols]
+    rows = base[offset : offset + 4 * (2 * cols + 5)].view(4, 2 * cols + 5)
+    gate, up = rows[:, :cols], rows[:, cols : 2 * cols]
     out = fused_acts.swiglu(gate, up)
     assert torch.equal(out, F.silu(gate) * up)
-    flat = base[offset:offset + 1001]
+    flat = base[offset : offset + 1001]
     assert torch.equal(fused_acts.silu(flat), F.silu(flat))
 
 
@@ -94,8 +94,8 @@ def test_more_than_2_31_elements():
     packed = x[: (n - 1)].view(-1, 2)  # even last dim, over 2^31 rows
     out = fused_acts.swiglu(packed)
     for start in (0, (1 << 31) - 2048, out.shape[0] - 2048):
-        rows = packed[start:start + 2048]
-        assert torch.equal(out[start:start + 2048, 0], F.silu(rows[:, 0]) * rows[:, 1])
+        rows = packed[start : start + 2048]
+        assert torch.equal(out[start : start + 2048, 0], F.silu(rows[:, 0]) * rows[:, 1])
 
 
 @pytest.mark.parametrize("name", list(UNARY) + list(GATED))

@@ -14,8 +14,16 @@ from fused_acts import nn as fnn
 
 def test_plain_mlp_same_outputs_and_idempotent():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 32),
-                          nn.GELU("tanh"), nn.Mish(), nn.ReLU())
+    model = nn.Sequential(
+        nn.Linear(16, 32),
+        nn.GELU(),
+        nn.Linear(32, 32),
+        nn.SiLU(),
+        nn.Linear(32, 32),
+        nn.GELU("tanh"),
+        nn.Mish(),
+        nn.ReLU(),
+    )
     x = torch.randn(4, 16)
     ref = model(x)
     assert fused_acts.patch(model) == {"GELU": 2, "SiLU": 1, "Mish": 1}
@@ -128,8 +136,15 @@ def test_swiglu_ffn_loads_separate_checkpoint():
 
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+)
 
 # name -> (config, model class, counts patch() must report)
 MODELS = {
@@ -141,25 +156,62 @@ MODELS = {
     # Recognised by their forward's source alone, as the ones above are.
     "olmo2": (lambda: transformers.Olmo2Config(**TINY, eos_token_id=1), "Olmo2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
     "gemma2": (lambda: transformers.Gemma2Config(**TINY, head_dim=8), "Gemma2ForCausalLM", {"GeGLU": 2, "GELU": 2}),
-    "glm": (lambda: transformers.GlmConfig(**TINY, head_dim=8, pad_token_id=0), "GlmForCausalLM",
-            {"SwiGLU": 2, "SiLU": 2}),
+    "glm": (
+        lambda: transformers.GlmConfig(**TINY, head_dim=8, pad_token_id=0),
+        "GlmForCausalLM",
+        {"SwiGLU": 2, "SiLU": 2},
+    ),
     # MoE: the shared expert and the dense layers are fused; the routed
     # experts' activation module is swapped.
-    "qwen2_moe": (lambda: transformers.Qwen2MoeConfig(**TINY, moe_intermediate_size=16, shared_expert_intermediate_size=32,
-                                                      num_experts=4, num_experts_per_tok=2),
-                  "Qwen2MoeForCausalLM", {"SwiGLU": 2, "SiLU": 4}),
-    "deepseek_v3": (lambda: transformers.DeepseekV3Config(**TINY, moe_intermediate_size=16, n_routed_experts=4,
-                                                          num_experts_per_tok=2, n_group=1, topk_group=1,
-                                                          first_k_dense_replace=1, q_lora_rank=16, kv_lora_rank=16,
-                                                          qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8),
-                    "DeepseekV3ForCausalLM", {"SwiGLU": 2, "SiLU": 3}),
-    "llama4": (lambda: transformers.Llama4TextConfig(**TINY, intermediate_size_mlp=64, num_local_experts=2, head_dim=8,
-                                                     interleave_moe_layer_step=2),
-               "Llama4ForCausalLM", {"SwiGLU": 2, "SiLU": 3}),
-    "gpt2": (lambda: transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
-             "GPT2LMHeadModel", {"GELU": 2}),
-    "bert": (lambda: transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                             intermediate_size=64, max_position_embeddings=64), "BertForMaskedLM", {"GELU": 3}),
+    "qwen2_moe": (
+        lambda: transformers.Qwen2MoeConfig(
+            **TINY, moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2
+        ),
+        "Qwen2MoeForCausalLM",
+        {"SwiGLU": 2, "SiLU": 4},
+    ),
+    "deepseek_v3": (
+        lambda: transformers.DeepseekV3Config(
+            **TINY,
+            moe_intermediate_size=16,
+            n_routed_experts=4,
+            num_experts_per_tok=2,
+            n_group=1,
+            topk_group=1,
+            first_k_dense_replace=1,
+            q_lora_rank=16,
+            kv_lora_rank=16,
+            qk_rope_head_dim=4,
+            qk_nope_head_dim=4,
+            v_head_dim=8,
+        ),
+        "DeepseekV3ForCausalLM",
+        {"SwiGLU": 2, "SiLU": 3},
+    ),
+    "llama4": (
+        lambda: transformers.Llama4TextConfig(
+            **TINY, intermediate_size_mlp=64, num_local_experts=2, head_dim=8, interleave_moe_layer_step=2
+        ),
+        "Llama4ForCausalLM",
+        {"SwiGLU": 2, "SiLU": 3},
+    ),
+    "gpt2": (
+        lambda: transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+        "GPT2LMHeadModel",
+        {"GELU": 2},
+    ),
+    "bert": (
+        lambda: transformers.BertConfig(
+            vocab_size=128,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        "BertForMaskedLM",
+        {"GELU": 3},
+    ),
 }
 
 

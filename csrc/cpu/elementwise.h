@@ -4,9 +4,9 @@
 // round once on store.
 #pragma once
 
+#include "../elementwise_args.h"
 #include "nontemporal.h"
 #include "vec_math.h"
-#include "../elementwise_args.h"
 
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -58,8 +58,8 @@ inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn],
 // rounding wherever it sits. flatten: GCC otherwise leaves the activation
 // out of line past a few exps, and each call spills every vector register.
 template <typename scalar_t, int NIn, int NOut, typename Fn>
-__attribute__((flatten)) inline void run_segment(
-    const Fn& fn, const scalar_t* const (&in)[NIn], scalar_t* const (&out)[NOut], int64_t n, bool bypass_cache) {
+__attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* const (&in)[NIn],
+                                                 scalar_t* const (&out)[NOut], int64_t n, bool bypass_cache) {
   using Vec = Vectorized<scalar_t>;
   auto step = [&](int64_t i, int64_t count, auto store) {
     Vec in_vec[NIn], out_vec[NOut];

@@ -1,7 +1,7 @@
 // CPU kernels for every op. Built once per CPU capability (see setup.py);
 // fused_acts loads the build that matches torch's own CPU capability.
-#include "elementwise.h"
 #include "../op_kernels.h"
+#include "elementwise.h"
 
 #include <ATen/Dispatch.h>
 
@@ -10,9 +10,8 @@ namespace fused_acts {
 struct CpuBackend {
   template <template <typename, typename> class Kernel, typename Act, int NIn, int NOut>
   static void launch(Act act, const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts", [&] {
-      cpu::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act});
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
+                                    [&] { cpu::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act}); });
   }
 };
 

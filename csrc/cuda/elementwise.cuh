@@ -9,14 +9,14 @@
 // assumes, and the overflow runs as a partly empty second wave.
 #pragma once
 
-#include "scalar_math.h"
 #include "../elementwise_args.h"
+#include "scalar_math.h"
 
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <ATen/cuda/detail/IntegerDivider.cuh>
 
 #include <cstdint>
 #include <limits>
@@ -75,7 +75,8 @@ struct ChunkPosition {
 };
 
 template <typename scalar_t, int VEC>
-__device__ void load_chunk(Pack<scalar_t, VEC>& pack, const void* base, int64_t row_stride, int64_t row, int64_t col, int count) {
+__device__ void load_chunk(Pack<scalar_t, VEC>& pack, const void* base, int64_t row_stride, int64_t row, int64_t col,
+                           int count) {
   const scalar_t* ptr = static_cast<const scalar_t*>(base) + row * row_stride + col;
   if (count == VEC) {
     pack = *reinterpret_cast<const Pack<scalar_t, VEC>*>(ptr);
@@ -90,7 +91,8 @@ __device__ void load_chunk(Pack<scalar_t, VEC>& pack, const void* base, int64_t 
 }
 
 template <typename scalar_t, int VEC>
-__device__ void store_chunk(const Pack<scalar_t, VEC>& pack, void* base, int64_t row_stride, int64_t row, int64_t col, int count) {
+__device__ void store_chunk(const Pack<scalar_t, VEC>& pack, void* base, int64_t row_stride, int64_t row, int64_t col,
+                            int count) {
   scalar_t* ptr = static_cast<scalar_t*>(base) + row * row_stride + col;
   if (count == VEC) {
     *reinterpret_cast<Pack<scalar_t, VEC>*>(ptr) = pack;
@@ -104,7 +106,7 @@ __device__ void store_chunk(const Pack<scalar_t, VEC>& pack, void* base, int64_t
 
 template <typename scalar_t, int VEC, bool kSingleRow, int NIn, int NOut, typename Fn>
 __global__ void __launch_bounds__(kThreads)
-elementwise_kernel(ElementwiseArgs<NIn, NOut> args, RowOfChunk row_of, int64_t num_chunks, Fn fn) {
+    elementwise_kernel(ElementwiseArgs<NIn, NOut> args, RowOfChunk row_of, int64_t num_chunks, Fn fn) {
   using opmath_t = at::opmath_type<scalar_t>;
   using Position = ChunkPosition<VEC, kSingleRow>;
   constexpr int kChunks = kElemsPerThread<scalar_t> / VEC;
@@ -119,7 +121,8 @@ elementwise_kernel(ElementwiseArgs<NIn, NOut> args, RowOfChunk row_of, int64_t n
     pos[c] = Position(first + c * kThreads, num_chunks, args.cols, row_of);
     if (pos[c].count == 0) continue;
 #pragma unroll
-    for (int k = 0; k < NIn; ++k) load_chunk(in[c][k], args.in[k], args.in_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
+    for (int k = 0; k < NIn; ++k)
+      load_chunk(in[c][k], args.in[k], args.in_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
   }
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
@@ -135,7 +138,8 @@ elementwise_kernel(ElementwiseArgs<NIn, NOut> args, RowOfChunk row_of, int64_t n
       for (int k = 0; k < NOut; ++k) out[k].v[j] = static_cast<scalar_t>(y[k]);
     }
 #pragma unroll
-    for (int k = 0; k < NOut; ++k) store_chunk(out[k], args.out[k], args.out_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
+    for (int k = 0; k < NOut; ++k)
+      store_chunk(out[k], args.out[k], args.out_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
   }
 }
 

@@ -1,7 +1,7 @@
 // CUDA kernels for every op: the same host code and math as the CPU, run by
 // the CUDA engine on the current stream of the operands' device.
-#include "elementwise.cuh"
 #include "../op_kernels.h"
+#include "elementwise.cuh"
 
 #include <ATen/Dispatch.h>
 
@@ -11,9 +11,8 @@ struct CudaBackend {
   template <template <typename, typename> class Kernel, typename Act, int NIn, int NOut>
   static void launch(Act act, const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
     const c10::cuda::CUDAGuard device_guard(like.device());
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts", [&] {
-      cuda::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act});
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
+                                    [&] { cuda::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act}); });
   }
 };
 

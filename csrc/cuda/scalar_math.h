@@ -86,7 +86,9 @@ struct Math<double> {
   static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
   static C10_HOST_DEVICE double divide(double n, double d) { return n / d; }
   template <typename scalar_t>
-  static C10_HOST_DEVICE double round_to(double x) { return x; }
+  static C10_HOST_DEVICE double round_to(double x) {
+    return x;
+  }
 };
 
 }  // namespace fused_acts

@@ -1,0 +1,80 @@
+"""Autograd: gradcheck to the third order in float64, and every double
+backward against autograd through the float64 reference, in every dtype."""
+
+import pytest
+import torch
+from helpers import SPECIAL_VALUES
+from reference import GATED, GATED_ACTIVATION, UNARY, ref_forward, split_packed
+
+FORMS = list(UNARY) + list(GATED) + [f"{name}_packed" for name in GATED]
+
+
+def fused_of(form):
+    return (UNARY.get(form) or GATED[form.removesuffix("_packed")]).fused
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", FORMS)
+def test_gradcheck_to_third_order(form, device):
+    """First and second derivatives (gradgradcheck), and the third through
+    gradgradcheck of the gradient: each order is differentiable in turn."""
+    torch.manual_seed(0)
+    fused = fused_of(form)
+    if form in UNARY:
+        args = [torch.randn(5, 7, device=device, dtype=torch.float64) * 3]
+    elif form in GATED:
+        args = [torch.randn(5, 7, device=device, dtype=torch.float64) * 3 for _ in range(2)]
+    else:
+        args = [torch.randn(5, 8, device=device, dtype=torch.float64) * 3]
+    args = [t.requires_grad_() for t in args]
+    assert torch.autograd.gradcheck(fused, args)
+    assert torch.autograd.gradgradcheck(fused, args)
+
+    def gradient(*args):
+        return torch.autograd.grad(fused(*args).sum(), args, create_graph=True)
+
+    assert torch.autograd.gradgradcheck(gradient, args)
+
+
+def second_order(fn, inputs, grad_out, probes):
+    """The gradient of <d(fn)/d(inputs)·grad_out, probes> with respect to
+    inputs and grad_out: what a double backward (create_graph=True) returns."""
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    grad_out = grad_out.detach().clone().requires_grad_()
+    grads = torch.autograd.grad(fn(*inputs), inputs, grad_out, create_graph=True)
+    return torch.autograd.grad(grads, [*inputs, grad_out], probes)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_double_backward_matches_float64(form, device, dtype):
+    """Every double-backward output against autograd through the float64
+    reference, within a few eps of the largest, special values included: nan
+    at ±inf and nan inputs, as eager's. (Eager's own float64 Mish gives nan
+    at 1e30 too, so it cannot be the reference.)"""
+    torch.manual_seed(0)
+    values = torch.cat([torch.randn(500, dtype=torch.float64) * 3, torch.tensor(SPECIAL_VALUES, dtype=torch.float64)])
+    values = values.to(device=device, dtype=dtype)
+    fused = fused_of(form)
+    if form in UNARY:
+        reference = lambda x: ref_forward(form, x)  # noqa: E731
+        inputs = [values]
+    else:
+        gated = form.removesuffix("_packed")
+        reference = lambda gate, up: ref_forward(GATED_ACTIVATION[gated], gate) * up  # noqa: E731
+        inputs = [values, (torch.randn(values.shape, dtype=torch.float64) * 3).to(device=device, dtype=dtype)]
+        if form != gated:
+            inputs = [torch.cat(inputs, dim=-1)]
+            reference = lambda x, separate=reference: separate(*split_packed(x))  # noqa: E731
+    grad_out = torch.randn_like(fused(*inputs))
+    probes = [torch.randn_like(t) for t in inputs]
+    actual = second_order(fused, inputs, grad_out, probes)
+    expected = second_order(reference, [t.double() for t in inputs], grad_out.double(), [p.double() for p in probes])
+    # In float64 the reference's own autograd formulas cancel in the tails
+    # (1 − sigmoid), at about 1e-14 of the largest value.
+    eps = 1e-13 if dtype == torch.float64 else torch.finfo(dtype).eps
+    for a, e in zip(actual, expected):
+        assert a.dtype == dtype
+        assert torch.equal(a.isnan(), e.isnan())
+        finite = e.isfinite()
+        scale = e[finite].abs().max().item()
+        torch.testing.assert_close(a.double()[finite], e[finite], rtol=0, atol=4 * eps * scale)

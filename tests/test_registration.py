@@ -1,0 +1,144 @@
+"""The custom-op registration of every op in the list (csrc/op_list.h):
+kernels per dispatch key, fake kernels, opcheck (schema, autograd, fakes,
+aot_dispatch), vmap and torch.compile."""
+
+import itertools
+import os
+
+import pytest
+import torch
+from reference import GATED, UNARY
+
+import fused_acts
+from fused_acts import second_derivatives
+from fused_acts._op_list import FORWARD_OPS, OPS
+
+# The values each param takes in the sample calls.
+PARAM_VALUES = {"approximate": ["none", "tanh"]}
+
+
+def sample_calls():
+    """(id, op, params) for each op and each combination of its params' values."""
+    for op in OPS.values():
+        for params in itertools.product(*(PARAM_VALUES[p] for p in op.params)):
+            yield pytest.param(op, params, id="-".join([op.name, *params]))
+
+
+def sample_args(op, params, device):
+    """Small valid arguments for op: random tensors of matching shapes, then params."""
+    full, half = (4, 6), (4, 3)
+    shapes = {"x": full, "gate": full, "up": full, "grad": half if op.kind == "packed" else full}
+    return (*(torch.randn(shapes[name], device=device) for name in op.tensors), *params)
+
+
+def test_every_op_family_is_tested_and_differentiable_twice():
+    """A new entry in csrc/op_list.h fails here until the tests exercise it
+    (reference.py) and its double backward has a second derivative."""
+    families = {op.family for op in FORWARD_OPS}
+    assert families == {case.family for case in (*UNARY.values(), *GATED.values())}
+    assert families == set(second_derivatives.BY_OP)
+
+
+@pytest.mark.parametrize("op", OPS.values(), ids=lambda op: op.name)
+def test_every_op_has_cpu_and_fake_kernels(op):
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fused_acts::{op.name}", "CPU")
+    assert torch._library.simple_registry.singleton.find(f"fused_acts::{op.name}").fake_impl.kernel is not None
+
+
+@pytest.mark.skipif(
+    torch.version.cuda is None or os.environ.get("FUSED_ACTS_CUDA") == "0",
+    reason="torch without CUDA, or CUDA disabled for this build",
+)
+@pytest.mark.parametrize("op", OPS.values(), ids=lambda op: op.name)
+def test_every_op_has_a_cuda_kernel(op):
+    """Runs on CPU-only machines too: a build that silently dropped CUDA fails here."""
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fused_acts::{op.name}", "CUDA")
+
+
+@pytest.mark.parametrize("op, params", sample_calls())
+def test_opcheck(op, params, device):
+    # Inputs that require grad make opcheck test the autograd registration
+    # too: the backward ops' own (double backward) included.
+    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in sample_args(op, params, device))
+    torch.library.opcheck(op.overload, args)
+
+
+@pytest.fixture
+def vmap_fallback_disabled():
+    """vmap raises, rather than looping over samples, on an op without a batching rule."""
+    torch._C._functorch._set_vmap_fallback_enabled(False)
+    yield
+    torch._C._functorch._set_vmap_fallback_enabled(True)
+
+
+@pytest.mark.parametrize("op, params", sample_calls())
+def test_vmap_batches_every_op(op, params, device, vmap_fallback_disabled):
+    """Each op's batching rule gives what a loop over the samples gives. The
+    first tensor is batched along its dim 1, the others along dim 0, and the
+    last tensor of a multi-tensor op not at all."""
+    batch = 3
+    args = sample_args(op, params, device)
+    tensors = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    in_dims = [None] * len(args)
+    batched = list(args)
+    for i in tensors[:-1] if len(tensors) > 1 else tensors:
+        in_dims[i] = 1 if i == tensors[0] else 0
+        batched[i] = torch.stack([torch.randn_like(args[i]) for _ in range(batch)], dim=in_dims[i])
+    samples = [[a.select(d, k) if d is not None else a for a, d in zip(batched, in_dims)] for k in range(batch)]
+    out = torch.vmap(op.overload, in_dims=tuple(in_dims))(*batched)
+    expected = [op.overload(*sample) for sample in samples]
+    if op.num_outputs > 1:
+        for o, e in zip(out, zip(*expected)):
+            assert torch.equal(o, torch.stack(e))
+    else:
+        assert torch.equal(out, torch.stack(expected))
+
+
+def test_vmap_packed_checks_each_sample(device, vmap_fallback_disabled):
+    """A batch of 0-dim samples must not pass as one packed last dim."""
+    with pytest.raises(ValueError, match=r"swiglu: packed x must have an even last dim \(gate‖up\), got shape \[\]"):
+        torch.vmap(fused_acts.swiglu)(torch.randn(4, device=device))
+    with pytest.raises(
+        ValueError, match=r"geglu_backward: packed x must have an even last dim \(gate‖up\), got shape \[5, 3\]"
+    ):
+        torch.vmap(torch.ops.fused_acts.geglu_packed_backward, in_dims=(None, 1))(
+            torch.randn(5, 1, device=device), torch.randn(5, 2, 3, device=device)
+        )
+    assert torch.vmap(fused_acts.swiglu)(torch.randn(0, 4, device=device)).shape == (0, 2)
+
+
+def test_vmap_under_autograd_and_compile(device, vmap_fallback_disabled):
+    x = torch.randn(3, 4, 6, device=device, requires_grad=True)
+    out = torch.vmap(fused_acts.swiglu, in_dims=1)(x)
+    expected = torch.stack([fused_acts.swiglu(x[:, k]) for k in range(4)])
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    grad_out = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, grad_out)
+    (expected_grad,) = torch.autograd.grad(expected, x, grad_out)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+    torch._dynamo.reset()
+    compiled = torch.compile(torch.vmap(fused_acts.mish), fullgraph=True)
+    torch.testing.assert_close(compiled(x.detach()), fused_acts.mish(x.detach()), rtol=0, atol=0)
+
+
+def every_form():
+    """(id, fn) for each unary activation, and each gated one separate and packed."""
+    for name, case in UNARY.items():
+        yield pytest.param(case.fused, id=name)
+    for name, case in GATED.items():
+        yield pytest.param(lambda x, f=case.fused: f(*x.chunk(2, dim=-1)), id=name)
+        yield pytest.param(case.fused, id=f"{name}_packed")
+
+
+@pytest.mark.parametrize("fn", every_form())
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph(fn, backend, device):
+    torch._dynamo.reset()
+    x = torch.randn(8, 64, device=device, requires_grad=True)
+    compiled = torch.compile(lambda x: fn(x).sum(), fullgraph=True, backend=backend)
+    expected = fn(x).sum()
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    out = compiled(x)
+    (grad,) = torch.autograd.grad(out, x)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, expected_grad)
