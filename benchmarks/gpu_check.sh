@@ -23,6 +23,6 @@ $python -m pytest -q -rs tests 2>&1 | tee "$out/tests.log" | tail -25
 tests_status=${PIPESTATUS[0]}
 
 echo "== benchmark"
-$python benchmarks/bench.py --device cuda --modes fwd,bwd,fwdbwd --out "$out" 2>&1 \
+$python -m benchmarks --device cuda --modes fwd,bwd,fwdbwd --out "$out" 2>&1 \
   | tee "$out/bench.log" | grep -v "^ops:\|^ffn:" | tail -80
 exit "$tests_status"

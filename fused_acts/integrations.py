@@ -109,15 +109,32 @@ def _gated_label(kind):
     return "SwiGLU" if kind == "silu" else "GeGLU"
 
 
-# The forms take one input, whatever its name; a caller may pass it by that
-# name (mlp(hidden_states=h)).
+@functools.cache
+def _forward_signature(cls):
+    return inspect.signature(cls.forward)
+
+
+def _input(module, args, kwargs):
+    """The forms take one input, whatever its name, and a caller may pass it by
+    that name (mlp(hidden_states=h)). Any other call fails with the error
+    that the original forward gives."""
+    if len(args) == 1 and not kwargs:
+        return args[0]
+    base = module._fused_acts_base
+    try:
+        bound = _forward_signature(base).bind(module, *args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{base.__name__}.forward(): {error}") from None
+    return list(bound.arguments.values())[1]
+
+
 def _separate_forward(self, *args, **kwargs):
-    (x,) = (*args, *kwargs.values())
+    x = _input(self, args, kwargs)
     return self.down_proj(_gated(self._fused_acts_kind, self.gate_proj(x), self.up_proj(x)))
 
 
 def _packed_forward(self, *args, **kwargs):
-    (x,) = (*args, *kwargs.values())
+    x = _input(self, args, kwargs)
     return self.down_proj(_gated(self._fused_acts_kind, self.gate_up_proj(x)))
 
 

@@ -3,14 +3,15 @@ output and --quick. It measures; nothing here asserts a speed."""
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench  # noqa: E402
+from benchmarks import __main__ as bench
+from benchmarks import cases, ffn, measure
 
 
 def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
@@ -40,10 +41,11 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
         assert r.shape == [8, 64] and r.numel == 512 and r.dtype == "float32" and not r.error
         assert r.median_ms > 0 and r.gbps > 0 and r.pct_of_copy > 0 and r.speedup_vs_eager > 0
         assert math.isnan(r.speedup_vs_compile)
-    ffn = [r for r in rows if r.kind == "ffn"]
-    assert {r.op for r in ffn} == {"llama_mlp", "llama_mlp_packed", "gelu_mlp"}
-    fused_saved = {r.op: r.saved_mb for r in ffn if r.candidate == "fused"}
-    eager_saved = {r.op: r.saved_mb for r in ffn if r.candidate == "eager"}
+    ffn_rows = [r for r in rows if r.kind == "ffn"]
+    assert {r.op for r in ffn_rows} == {"llama_mlp", "llama_mlp_packed", "gelu_mlp"}
+    assert all(not r.error and r.median_ms > 0 for r in ffn_rows)
+    fused_saved = {r.op: r.saved_mb for r in ffn_rows if r.candidate == "fused"}
+    eager_saved = {r.op: r.saved_mb for r in ffn_rows if r.candidate == "eager"}
     assert fused_saved["llama_mlp"] < eager_saved["llama_mlp"]  # silu(gate) is never saved
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["machine"]["torch"] == torch.__version__ and data["copy_gbps"] > 0
@@ -54,18 +56,19 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
 
 def test_wrong_candidate_is_reported_not_timed(monkeypatch):
     def wrong_candidates(op, device, use_compile):
-        return {"fused": lambda x: bench.fused_fn(op)(x) * 1.01, "eager": bench.eager_fn(op)}
+        case = cases.CASES[op]
+        return {"fused": lambda x: case.fused(x) * 1.01, "eager": case.eager}
 
-    monkeypatch.setattr(bench, "candidates", wrong_candidates)
+    monkeypatch.setattr(cases, "candidates", wrong_candidates)
     args = bench.parse_args(["--quick"])
-    rows = bench.bench_op("mish", 4, 32, torch.float32, "cpu", ["fwd"], bench.Timer("cpu"), 1e10, args)
+    rows = measure.bench_op("mish", 4, 32, torch.float32, "cpu", ["fwd"], bench.Timer("cpu"), 1e10, args)
     fused = next(r for r in rows if r.candidate == "fused")
     assert fused.error.startswith("wrong result, not timed") and math.isnan(fused.median_ms)
     assert "wrong result" in bench.render_tables(rows, {"device": "cpu"}, 10.0)
 
 
 def test_ffn_skips_a_dtype_the_cpu_has_no_matmul_for(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "cpu_lacks_matmul", lambda dtype: dtype == torch.bfloat16)
+    monkeypatch.setattr(ffn, "cpu_lacks_matmul", lambda dtype: dtype == torch.bfloat16)
     rows = bench.main(["--quick", "--no-compile", "--ops", "silu", "--dtypes", "float32,bfloat16", "--modes", "fwd"])
     assert {r.dtype for r in rows if r.kind == "op"} == {"float32", "bfloat16"}
     assert {r.dtype for r in rows if r.kind == "ffn"} == {"float32"}
@@ -80,9 +83,28 @@ def test_parse_size(text, shape):
 
 
 def test_min_bytes_counts_each_input_and_output_once():
-    assert bench.min_bytes("silu", 10, 2, "fwd") == 40
-    assert bench.min_bytes("silu", 10, 2, "fwdbwd") == 100
-    assert bench.min_bytes("swiglu", 10, 2, "bwd") == 100
+    assert cases.min_bytes("silu", 10, 2, "fwd") == 40
+    assert cases.min_bytes("silu", 10, 2, "fwdbwd") == 100
+    assert cases.min_bytes("swiglu", 10, 2, "bwd") == 100
+    assert cases.min_bytes("geglu_packed", 10, 2, "fwd") == 60
+
+
+@pytest.mark.parametrize("op", cases.OPS)
+def test_every_case_matches_eager(op):
+    """The cases' fused and eager functions agree, so a wrong case cannot hide
+    behind the harness's own check (which reports and skips it)."""
+    inputs = cases.make_inputs(op, 4, 32, torch.float32, "cpu")
+    assert measure.check_against_eager(cases.CASES[op].fused, cases.CASES[op].eager, inputs, torch.float32) is None
+
+
+def test_ffn_blocks_share_weights_and_fuse():
+    """The fused blocks are fused_acts' SwiGLUFFN and patched eager blocks, and compute what their eager twins do."""
+    x = torch.randn(5, 16)
+    for name, (fused, eager) in ffn.ffn_blocks(16, 24).items():
+        with torch.profiler.profile() as prof:
+            out = fused(x)
+        assert any(e.name.startswith("fused_acts::") for e in prof.events()), name
+        torch.testing.assert_close(out, eager(x), msg=name)
 
 
 def test_compile_candidate_never_falls_back_to_eager(monkeypatch):
@@ -92,7 +114,7 @@ def test_compile_candidate_never_falls_back_to_eager(monkeypatch):
     for dtype in (torch.float32, torch.bfloat16):
         for op in ("gelu", "silu", "mish"):
             for shape in ((4, 32), (8, 64)):
-                compiled = bench.candidates(op, "cpu", use_compile=True)["compile"]
+                compiled = cases.candidates(op, "cpu", use_compile=True)["compile"]
                 x = torch.randn(shape, dtype=dtype)
                 compiled(x)
                 compiled(x.clone().requires_grad_()).sum().backward()
@@ -122,3 +144,9 @@ def test_cpu_timings_run_on_warm_memory():
     op_rows = [r for r in rows if r.kind == "op"]
     assert len(op_rows) == 8
     assert all(r.page_faults < 100 for r in op_rows), [(r.op, r.mode, r.candidate, r.page_faults) for r in op_rows]
+
+
+def test_command_line_help_runs_as_a_module():
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0 and "python -m benchmarks" in result.stdout

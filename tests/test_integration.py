@@ -76,6 +76,12 @@ def test_gated_mlp_recognised_by_its_forward():
     assert isinstance(model, Renamed) and type(model) is not Renamed
     torch.testing.assert_close(model(x), ref)
     torch.testing.assert_close(model(hidden_states=x), ref)
+    with pytest.raises(TypeError, match=r"Renamed.forward\(\): got an unexpected keyword argument 'mask'"):
+        model(x, mask=None)
+    with pytest.raises(TypeError, match=r"Renamed.forward\(\): too many positional arguments"):
+        model(x, x)
+    with pytest.raises(TypeError, match=r"Renamed.forward\(\): missing a required argument: 'hidden_states'"):
+        model()
     for cls in (WithDropout, Decorated):
         model = cls()
         assert fused_acts.patch(model) == {"SiLU": 1}

@@ -1,0 +1,18 @@
+"""fused_acts benchmark: per op and per transformer FFN block, against eager
+PyTorch and torch.compile (and Liger-Kernel's SwiGLU on CUDA when it imports).
+
+    python -m benchmarks                     # CPU, float32 + bfloat16
+    python -m benchmarks --device cuda       # GPU sweep and FFN shapes
+    python -m benchmarks --quick             # a smoke run in seconds
+
+Each candidate's output and gradients are checked against eager once before
+timing; a wrong candidate is reported, never timed. Timings are medians of
+interleaved repetitions (CUDA events on the GPU). Bandwidth counts the
+minimum bytes (each input read once, each output written once) and is shown
+against the device's copy bandwidth, measured in the same run. The benchmark
+reports; it never fails on a slow number.
+
+Modules: timing (clocks, interleaving, copy bandwidth, warm heap), cases (one
+entry per op), measure (the per-op cells), ffn (FFN blocks), report (tables,
+JSON, plots) and __main__ (the command line).
+"""

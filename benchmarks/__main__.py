@@ -1,0 +1,133 @@
+"""The command line: python -m benchmarks --help."""
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+
+from . import __doc__ as DESCRIPTION
+from . import ffn
+from .cases import MODES, OPS
+from .measure import bench_op
+from .report import machine_info, render_tables, write_results
+from .timing import Timer, copy_bandwidth, keep_freed_memory_mapped
+
+
+def parse_size(text):
+    """'1M', '2^22', '4096x11008' or a plain count -> (rows, cols)."""
+    text = text.strip().lower()
+    if "x" in text:
+        rows, cols = (int(v) for v in text.split("x"))
+        return rows, cols
+    if text.startswith("2^"):
+        numel = 2 ** int(text[2:])
+    elif text[-1] in "km":
+        numel = int(float(text[:-1]) * (1 << (10 if text[-1] == "k" else 20)))
+    else:
+        numel = int(text)
+    cols = math.gcd(numel, 4096)
+    return numel // cols, cols
+
+
+DEFAULTS = {
+    # device -> (sizes, ffn shapes as tokens×dim×hidden)
+    "cpu": (["2^20", "2^22", "2^24"], [(512, 1024, 2816)]),
+    "cuda": (
+        ["2^20", "2^22", "2^24", "2^26", "2^28", "4096x11008", "8192x14336"],
+        [(4096, 4096, 11008), (8192, 4096, 14336)],
+    ),
+}
+QUICK = {"cpu": (["2^16"], [(64, 128, 352)]), "cuda": (["2^20", "2^26"], [(1024, 1024, 2816)])}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated: float32,bfloat16,float16")
+    p.add_argument("--ops", default=",".join(OPS), help=f"comma-separated from {OPS}")
+    p.add_argument("--modes", default="fwd,fwdbwd", help=f"comma-separated from {MODES}")
+    p.add_argument("--sizes", default=None, help="comma-separated: 2^22, 4M, 4096x11008 (activation elements)")
+    p.add_argument("--no-ffn", action="store_true", help="skip the FFN blocks")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
+    p.add_argument(
+        "--fresh-memory",
+        action="store_true",
+        help="CPU: keep glibc's default malloc, which maps large outputs afresh (page faults)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--min-reps", type=int, default=7)
+    p.add_argument("--max-reps", type=int, default=100)
+    p.add_argument("--budget", type=float, default=0.4, help="seconds of timing per cell")
+    p.add_argument("--out", default=None, help="folder for results.json, results.md and PNG plots")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.min_reps, args.max_reps, args.budget, args.warmup = 3, 5, 0.05, 1
+    return args
+
+
+def progress(items, desc):
+    try:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, file=sys.stderr)
+    except ImportError:
+        return items
+
+
+def run(args):
+    """Every cell the arguments ask for: (rows, machine info, copy GB/s)."""
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    timer = Timer(device)
+    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    ops = args.ops.split(",")
+    unknown = set(ops) - set(OPS)
+    if unknown:
+        raise SystemExit(f"unknown ops {sorted(unknown)}; choose from {OPS}")
+    modes = args.modes.split(",")
+    sizes, ffn_shapes = (QUICK if args.quick else DEFAULTS)[device]
+    shapes = [parse_size(s) for s in (args.sizes.split(",") if args.sizes else sizes)]
+
+    largest = max(r * c for r, c in shapes) * 4
+    # Room for every candidate's inputs, outputs and intermediates at the largest size.
+    warm_memory = device == "cpu" and not args.fresh_memory and keep_freed_memory_mapped(max(32 * largest, 256 << 20))
+    copy_bps = copy_bandwidth(device, max(largest, 64 << 20), timer)
+    info = machine_info(device, threads)
+    if device == "cpu":
+        info["memory"] = "warm (glibc heap, no mmap)" if warm_memory else "glibc default (fresh pages)"
+    rows = []
+    cells = [(op, dtype, shape) for dtype in dtypes for op in ops for shape in shapes]
+    for op, dtype, (r, c) in progress(cells, "ops"):
+        rows += bench_op(op, r, c, dtype, device, modes, timer, copy_bps, args)
+    if not args.no_ffn:
+        skipped = [d for d in dtypes if device == "cpu" and ffn.cpu_lacks_matmul(d)]
+        if skipped:
+            names = ", ".join(str(d).removeprefix("torch.") for d in skipped)
+            info["ffn"] = f"{names} skipped (no oneDNN matmul on this CPU)"
+        for dtype in progress([d for d in dtypes if d not in skipped], "ffn"):
+            for tokens, dim, hidden in ffn_shapes:
+                rows += ffn.bench_ffn(tokens, dim, hidden, dtype, device, timer, args)
+    return rows, info, copy_bps / 1e9
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows, info, copy_gbps = run(args)
+    table = render_tables(rows, info, copy_gbps)
+    print(table)
+    if args.out:
+        write_results(args.out, rows, info, copy_gbps, table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""One entry per benchmarked op: fused_acts' function, eager PyTorch's, the
+inputs it takes and the minimum bytes it must move; and the candidates each
+cell times."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+import fused_acts
+
+
+@dataclass(frozen=True)
+class Case:
+    fused: Callable
+    eager: Callable
+    inputs: str  # "unary" (x), "gated" (gate, up) or "packed" (one gate‖up tensor)
+
+
+def eager_swiglu(gate, up):
+    return F.silu(gate) * up
+
+
+def eager_geglu(gate, up):
+    return F.gelu(gate) * up
+
+
+def packed(eager_gated):
+    """eager_gated on the halves of one gate‖up tensor, as a fused projection's output is split."""
+    return lambda x: eager_gated(*x.chunk(2, dim=-1))
+
+
+CASES = {
+    "gelu": Case(fused_acts.gelu, F.gelu, "unary"),
+    "gelu_tanh": Case(lambda x: fused_acts.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh"), "unary"),
+    "silu": Case(fused_acts.silu, F.silu, "unary"),
+    "mish": Case(fused_acts.mish, F.mish, "unary"),
+    "swiglu": Case(fused_acts.swiglu, eager_swiglu, "gated"),
+    "swiglu_packed": Case(fused_acts.swiglu, packed(eager_swiglu), "packed"),
+    "geglu": Case(fused_acts.geglu, eager_geglu, "gated"),
+    "geglu_packed": Case(fused_acts.geglu, packed(eager_geglu), "packed"),
+}
+OPS = list(CASES)
+MODES = ["fwd", "bwd", "fwdbwd"]
+
+
+def liger_fn(op):
+    """Liger-Kernel's fused SwiGLU, where it is installed (it needs CUDA and triton)."""
+    if op not in ("swiglu", "swiglu_packed"):
+        return None
+    try:
+        from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+    except Exception:
+        return None
+    if op == "swiglu":
+        return LigerSiLUMulFunction.apply
+    return packed(LigerSiLUMulFunction.apply)
+
+
+def candidates(op, device, use_compile):
+    """name -> function for one cell: fused, eager, and torch.compile of eager, Liger where they apply."""
+    case = CASES[op]
+    cands = {"fused": case.fused, "eager": case.eager}
+    if use_compile:
+        # F.gelu, F.silu and F.mish are builtins, which dynamo runs through one
+        # shared wrapper frame: without a reset, its recompile limit is soon
+        # hit and "compile" silently falls back to eager.
+        torch._dynamo.reset()
+        cands["compile"] = torch.compile(case.eager, dynamic=True)
+    if device == "cuda" and liger_fn(op) is not None:
+        cands["liger"] = liger_fn(op)
+    return cands
+
+
+def make_inputs(op, rows, cols, dtype, device):
+    """The op's inputs for an activation of shape (rows, cols)."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=gen) * 2).to(device=device, dtype=dtype)
+
+    kind = CASES[op].inputs
+    if kind == "gated":
+        return [rand(rows, cols), rand(rows, cols)]
+    if kind == "packed":
+        return [rand(rows, 2 * cols)]
+    return [rand(rows, cols)]
+
+
+def min_bytes(op, numel, itemsize, mode):
+    """Each input read once and each output written once."""
+    gated = CASES[op].inputs != "unary"
+    fwd = (3 if gated else 2) * numel * itemsize
+    bwd = (5 if gated else 3) * numel * itemsize
+    return {"fwd": fwd, "bwd": bwd, "fwdbwd": fwd + bwd}[mode]

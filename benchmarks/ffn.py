@@ -1,0 +1,134 @@
+"""Transformer FFN blocks, forward+backward: what users run, timed with the
+bytes each keeps for backward and, on CUDA, its peak memory. The fused blocks
+are fused_acts' own: SwiGLUFFN, and eager blocks put through fused_acts.patch."""
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+import fused_acts
+from fused_acts.nn import SwiGLUFFN
+
+from .measure import Row, check_against_eager
+from .timing import interleaved_medians
+
+
+class LlamaMLP(nn.Module):
+    """Llama's gated FFN, forward as transformers writes it (so patch fuses it)."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+        self.act_fn = nn.SiLU()
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class PackedMLP(nn.Module):
+    """The eager twin of SwiGLUFFN (Phi-3's form): one gate_up_proj, split, silu(gate) * up."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.gate_up_proj = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(nn.functional.silu(gate) * up)
+
+
+def patched(eager):
+    fused = copy.deepcopy(eager)
+    fused_acts.patch(fused)
+    return fused
+
+
+def ffn_blocks(dim, hidden):
+    """name -> (fused block, eager block), sharing weights."""
+    llama = LlamaMLP(dim, hidden)
+    packed_fused = SwiGLUFFN(dim, hidden)
+    packed_eager = PackedMLP(dim, hidden)
+    packed_eager.load_state_dict(packed_fused.state_dict())
+    gelu = nn.Sequential(nn.Linear(dim, hidden), nn.GELU("tanh"), nn.Linear(hidden, dim))
+    return {
+        "llama_mlp": (patched(llama), llama),
+        "llama_mlp_packed": (packed_fused, packed_eager),
+        "gelu_mlp": (patched(gelu), gelu),
+    }
+
+
+def saved_bytes(block, x):
+    """Bytes autograd keeps for backward (each storage once), over one forward."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        block(x)
+    return sum(seen.values())
+
+
+def peak_bytes(block, x, device):
+    if device != "cuda":
+        return math.nan
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    block(x).sum().backward()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def cpu_lacks_matmul(dtype):
+    """True where oneDNN has no kernel for this 16-bit dtype on this CPU (for
+    bfloat16: no AVX-512 or AMX). torch then falls back to a generic loop,
+    about 70× slower than float32 (one 512×1024×2816 bfloat16 matmul took 3 s
+    on an AVX2 Zen 3), and an FFN block is mostly matmul."""
+    check = {
+        torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
+        torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported,
+    }.get(dtype)
+    return check is not None and not check()
+
+
+def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
+    """Rows for every block at one shape and dtype: fused and eager, forward+backward."""
+    rows = []
+    for name, (fused, eager) in ffn_blocks(dim, hidden).items():
+        blocks = {"fused": fused.to(device=device, dtype=dtype), "eager": eager.to(device=device, dtype=dtype)}
+        x = torch.randn(tokens, dim, device=device, dtype=dtype)
+        xs = {k: x.clone().requires_grad_() for k in blocks}
+        problem = check_against_eager(fused, eager, [x], dtype)
+
+        def step(block, x):
+            def run():
+                block.zero_grad(set_to_none=True)
+                block(x).sum().backward()
+
+            return run
+
+        steps = {k: step(blocks[k], xs[k]) for k in blocks}
+        medians = (
+            {}
+            if problem
+            else interleaved_medians(steps, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
+        )
+        for k, block in blocks.items():
+            dtype_name = str(dtype).removeprefix("torch.")
+            row = Row("ffn", device, dtype_name, name, "fwdbwd", [tokens, dim, hidden], tokens * hidden, k)
+            if problem:
+                row.error = f"wrong result, not timed: {problem}"
+            else:
+                row.median_ms = medians[k] * 1e3
+                row.speedup_vs_eager = medians["eager"] / medians[k]
+            row.saved_mb = saved_bytes(block, xs[k]) / 2**20
+            row.peak_mb = peak_bytes(block, xs[k], device) / 2**20
+            rows.append(row)
+    return rows

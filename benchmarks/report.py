@@ -1,0 +1,245 @@
+"""What a run reports: the machine it ran on, markdown tables with
+geometric means, results.json, and PNG plots when matplotlib is installed."""
+
+import contextlib
+import datetime
+import json
+import math
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+import fused_acts
+
+from .cases import MODES, OPS
+
+
+def machine_info(device, threads):
+    info = {
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "fused_acts_cpu_kernels": fused_acts._extension.cpu_capability,
+        "device": device,
+        "python": platform.python_version(),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    else:
+        cpu = platform.processor() or platform.machine()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        info["cpu"] = cpu
+        info["threads"] = threads
+    return info
+
+
+def fmt(value, spec):
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def render_tables(rows, info, copy_gbps):
+    """Markdown tables: one line per (op, dtype, shape, mode)."""
+    lines = [
+        f"Machine: {', '.join(f'{k}={v}' for k, v in info.items())}",
+        f"Copy bandwidth (read+write): {copy_gbps:.1f} GB/s",
+        "",
+    ]
+    op_rows = [r for r in rows if r.kind == "op"]
+    if op_rows:
+        has_compile = any(r.candidate == "compile" for r in op_rows)
+        has_liger = any(r.candidate == "liger" for r in op_rows)
+        header = ["op", "dtype", "shape", "mode", "fused ms", "eager ms"]
+        header += ["compile ms"] if has_compile else []
+        header += ["liger ms"] if has_liger else []
+        header += ["× eager"] + (["× compile"] if has_compile else []) + (["× liger"] if has_liger else [])
+        header += ["fused GB/s", "% of copy"]
+        on_cpu = any(r.device == "cpu" for r in op_rows)
+        if on_cpu:
+            header += [
+                "page faults/call "
+                + "/".join(c for c in ("fused", "eager", "compile", "liger") if any(r.candidate == c for r in op_rows))
+            ]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        groups = {}
+        for r in op_rows:
+            groups.setdefault((r.op, r.dtype, tuple(r.shape), r.mode), {})[r.candidate] = r
+        for (op, dtype, shape, mode), by in groups.items():
+            f = by["fused"]
+            cells = [
+                op,
+                dtype,
+                "×".join(map(str, shape)),
+                mode,
+                fmt(f.median_ms, ".3f"),
+                fmt(by["eager"].median_ms, ".3f"),
+            ]
+            if has_compile:
+                cells.append(fmt(by["compile"].median_ms, ".3f") if "compile" in by else "-")
+            if has_liger:
+                cells.append(fmt(by["liger"].median_ms, ".3f") if "liger" in by else "-")
+            cells.append(fmt(f.speedup_vs_eager, ".2f"))
+            if has_compile:
+                cells.append(fmt(f.speedup_vs_compile, ".2f"))
+            if has_liger:
+                liger = by.get("liger")
+                cells.append(fmt(liger.median_ms / f.median_ms, ".2f") if liger and not liger.error else "-")
+            cells += [fmt(f.gbps, ".1f"), fmt(f.pct_of_copy, ".0f")]
+            if on_cpu:
+                cells.append("/".join(fmt(r.page_faults, ".0f") for r in by.values()))
+            lines.append("| " + " | ".join(cells) + " |")
+            for cand in by.values():
+                if cand.error:
+                    lines.append(f"|  {cand.candidate}: {cand.error} |")
+        lines.append("")
+        lines += geomean_lines(op_rows)
+    ffn_rows = [r for r in rows if r.kind == "ffn"]
+    if ffn_rows:
+        lines += [
+            "",
+            "| FFN block | dtype | tokens×dim×hidden | fused ms | eager ms | × eager "
+            "| saved MB fused | saved MB eager | peak MB fused | peak MB eager |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        groups = {}
+        for r in ffn_rows:
+            groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[r.candidate] = r
+        for (name, dtype, shape), by in groups.items():
+            f, e = by["fused"], by["eager"]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name,
+                        dtype,
+                        "×".join(map(str, shape)),
+                        fmt(f.median_ms, ".2f"),
+                        fmt(e.median_ms, ".2f"),
+                        fmt(f.speedup_vs_eager, ".2f"),
+                        fmt(f.saved_mb, ".1f"),
+                        fmt(e.saved_mb, ".1f"),
+                        fmt(f.peak_mb, ".1f"),
+                        fmt(e.peak_mb, ".1f"),
+                    ]
+                )
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def geomean_lines(op_rows):
+    """Geometric-mean speedups over all cells, then per op (over its dtypes and sizes)."""
+    fused = [r for r in op_rows if r.candidate == "fused"]
+
+    def summary(rows, vs):
+        values = [v for v in (getattr(r, f"speedup_vs_{vs}") for r in rows) if not math.isnan(v)]
+        if not values:
+            return None
+        return math.exp(sum(map(math.log, values)) / len(values)), min(values), len(values)
+
+    lines = []
+    for mode in MODES:
+        for vs in ("eager", "compile"):
+            s = summary([r for r in fused if r.mode == mode], vs)
+            if s:
+                lines.append(
+                    f"Geometric mean speedup, {mode}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)"
+                )
+    per_op = []
+    for mode in MODES:
+        for op in dict.fromkeys(r.op for r in fused):
+            rows = [r for r in fused if r.op == op and r.mode == mode]
+            cells = [summary(rows, vs) for vs in ("eager", "compile")]
+            if cells[0]:
+                per_op.append(
+                    f"| {op} | {mode} | {cells[0][2]} | "
+                    + " | ".join(f"{c[0]:.2f}× ({c[1]:.2f}×)" if c else "-" for c in cells)
+                    + " |"
+                )
+    if per_op:
+        lines += [
+            "",
+            "Per op, over its dtypes and sizes:",
+            "",
+            "| op | mode | cells | × eager, geomean (min) | × compile, geomean (min) |",
+            "|---|---|---|---|---|",
+            *per_op,
+        ]
+    return lines
+
+
+def plot(rows, copy_gbps, out_dir, info):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
+        return []
+    paths = []
+    fused = [r for r in rows if r.kind == "op" and r.candidate == "fused" and not r.error]
+    if not fused:
+        return paths
+    title = info.get("gpu") or info.get("cpu", "")
+    # Speedup per op at the largest size, forward+backward.
+    fig, ax = plt.subplots(figsize=(9, 4))
+    mode = "fwdbwd" if any(r.mode == "fwdbwd" for r in fused) else fused[0].mode
+    labels, vs_eager, vs_compile = [], [], []
+    for dtype in sorted({r.dtype for r in fused}):
+        for op in OPS:
+            cells = [r for r in fused if r.op == op and r.dtype == dtype and r.mode == mode]
+            if cells:
+                largest = max(cells, key=lambda r: r.numel)
+                labels.append(f"{op}\n{dtype}")
+                vs_eager.append(largest.speedup_vs_eager)
+                vs_compile.append(largest.speedup_vs_compile)
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], vs_eager, 0.4, label="vs eager")
+    ax.bar([x + 0.2 for x in xs], vs_compile, 0.4, label="vs torch.compile")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(list(xs), labels, fontsize=7)
+    ax.set_ylabel(f"fused speedup ({mode}, largest size)")
+    ax.set_title(f"fused_acts speedup — {title}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "speedup.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+    # Bandwidth against size, forward, with the copy line.
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for op, dtype in sorted({(r.op, r.dtype) for r in fused if r.mode == "fwd"}):
+        cells = sorted((r for r in fused if r.op == op and r.dtype == dtype and r.mode == "fwd"), key=lambda r: r.numel)
+        ax.plot([r.numel for r in cells], [r.gbps for r in cells], marker="o", label=f"{op} {dtype}")
+    ax.axhline(copy_gbps, color="black", linestyle="--", label="copy")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("elements")
+    ax.set_ylabel("GB/s (minimum bytes)")
+    ax.set_title(f"fused_acts forward bandwidth — {title}", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = out_dir / "bandwidth.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def write_results(out_dir, rows, info, copy_gbps, table):
+    """results.json, results.md and the plots, in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(
+        json.dumps({"machine": info, "copy_gbps": copy_gbps, "rows": [asdict(r) for r in rows]}, indent=1)
+    )
+    (out / "results.md").write_text(table + "\n")
+    for path in plot(rows, copy_gbps, out, info):
+        print(f"wrote {path}")
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
