@@ -142,3 +142,22 @@ def test_compile_fullgraph(fn, backend, device):
     (grad,) = torch.autograd.grad(out, x)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+class Wrap(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("fn", every_form())
+def test_export(fn, device):
+    """torch.export captures the op as one node, and the exported program runs it."""
+    x = torch.randn(8, 64, device=device)
+    exported = torch.export.export(Wrap(fn), (x,))
+    targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert any(t.startswith("fused_acts.") for t in targets), targets
+    torch.testing.assert_close(exported.module()(x), fn(x), rtol=0, atol=0)
