@@ -22,6 +22,9 @@ echo "== tests"
 $python -m pytest -q -rs tests 2>&1 | tee "$out/tests.log" | tail -25
 tests_status=${PIPESTATUS[0]}
 
+echo "== accuracy"
+$python tests/accuracy_report.py --device cuda > "$out/accuracy.md" 2>&1
+
 echo "== benchmark"
 $python -m benchmarks --device cuda --modes fwd,bwd,fwdbwd --out "$out" 2>&1 \
   | tee "$out/bench.log" | grep -v "^ops:\|^ffn:" | tail -80

@@ -6,24 +6,25 @@ gradient (in ulps of its terms), worst and mean, over the audit's inputs.
 """
 
 import argparse
-import datetime
-import platform
+import sys
+from pathlib import Path
 
 import torch
 from reference import UNARY, ref_derivative_terms
 from test_accuracy import AUDIT_DTYPES, audit_inputs, errors
 
-import fused_acts
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import machine_info  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     device = parser.parse_args().device
-    where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     x = audit_inputs(device)
-    print(f"Accuracy audit, {datetime.date.today()}, {where}, torch {torch.__version__}, "
-          f"CPU kernels {fused_acts._extension.cpu_capability}, {x.numel()} inputs\n")  # fmt: skip
+    info = machine_info(device, torch.get_num_threads())
+    print(f"Machine: {', '.join(f'{k}={v}' for k, v in info.items())}")
+    print(f"Accuracy audit of tests/test_accuracy.py: {x.numel()} inputs; ulps against float64\n")
     print("| activation | dtype | fwd max fused | fwd max eager | fwd mean fused | fwd mean eager "
           "| grad max fused | grad max eager | grad mean fused | grad mean eager |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
