@@ -1,6 +1,7 @@
 """Builds fused_acts' compiled kernels.
 
-- ``fused_acts._C``: the op schemas, plus the CUDA kernels when CUDA is built.
+- ``fused_acts._C``: the op schemas and autograd, plus the CUDA kernels when
+  CUDA is built.
 - ``fused_acts._cpu_<capability>``: the CPU kernels, once per SIMD level
   (default, avx2, avx512 and avx512_bf16 on x86-64); at import, fused_acts
   loads the one that matches torch's own CPU capability.
@@ -98,13 +99,17 @@ def extensions(cuda_home):
         exts.append(
             CUDAExtension(
                 "fused_acts._C",
-                ["csrc/schemas.cpp", "csrc/cuda/kernels.cu"],
+                ["csrc/schemas.cpp", "csrc/autograd/kernels.cpp", "csrc/cuda/kernels.cu"],
                 extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
             )
         )
     else:
         print("fused_acts: building without CUDA kernels")
-        exts.append(CppExtension("fused_acts._C", ["csrc/schemas.cpp"], extra_compile_args=cxx_flags))
+        exts.append(
+            CppExtension(
+                "fused_acts._C", ["csrc/schemas.cpp", "csrc/autograd/kernels.cpp"], extra_compile_args=cxx_flags
+            )
+        )
     for name, flags in cpu_capabilities():
         # at::parallel_for is inline OpenMP: without -fopenmp it runs serially.
         exts.append(

@@ -13,6 +13,7 @@ against the device's copy bandwidth, measured in the same run. The benchmark
 reports; it never fails on a slow number.
 
 Modules: timing (clocks, interleaving, copy bandwidth, warm heap), cases (one
-entry per op), measure (the per-op cells), ffn (FFN blocks), report (tables,
-JSON, plots) and __main__ (the command line).
+entry per op), measure (the per-op cells), ffn (FFN blocks), per_call (the
+cost of one call at decode sizes), report (tables, JSON, plots) and __main__
+(the command line).
 """

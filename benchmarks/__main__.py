@@ -8,7 +8,7 @@ import sys
 import torch
 
 from . import __doc__ as DESCRIPTION
-from . import ffn
+from . import ffn, per_call
 from .cases import MODES, OPS
 from .measure import bench_op
 from .report import machine_info, render_tables, write_results
@@ -53,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--sizes", default=None, help="comma-separated: 2^22, 4M, 4096x11008 (activation elements)")
     p.add_argument("--no-ffn", action="store_true", help="skip the FFN blocks")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
+    p.add_argument("--no-per-call", action="store_true", help="skip the per-call cost at decode sizes")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
     p.add_argument(
         "--fresh-memory",
@@ -116,6 +117,10 @@ def run(args):
         for dtype in progress([d for d in dtypes if d not in skipped], "ffn"):
             for tokens, dim, hidden in ffn_shapes:
                 rows += ffn.bench_ffn(tokens, dim, hidden, dtype, device, timer, args)
+    if not args.no_per_call:
+        calls = [(op, dtype, shape) for dtype in dtypes for op in ops for shape in per_call.SIZES]
+        for op, dtype, (r, c) in progress(calls, "per call"):
+            rows += per_call.bench_per_call(op, r, c, dtype, device, timer, args)
     return rows, info, copy_bps / 1e9
 
 

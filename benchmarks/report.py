@@ -130,7 +130,33 @@ def render_tables(rows, info, copy_gbps):
                 )
                 + " |"
             )
+    lines += per_call_lines([r for r in rows if r.kind == "call"])
     return "\n".join(lines)
+
+
+def per_call_lines(call_rows):
+    """The per-call table: µs per call, fused and eager, and fused ÷ eager, per mode."""
+    if not call_rows:
+        return []
+    modes = list(dict.fromkeys(r.mode for r in call_rows))
+    header = ["op", "dtype", "shape"]
+    for mode in modes:
+        header += [f"{mode} µs fused / eager", "÷"]
+    lines = ["", "Per call (µs), and fused time ÷ eager's:", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = {}
+    for r in call_rows:
+        groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[(r.mode, r.candidate)] = r
+    for (op, dtype, shape), by in groups.items():
+        cells = [op, dtype, "×".join(map(str, shape))]
+        for mode in modes:
+            fused, eager = by[(mode, "fused")], by[(mode, "eager")]
+            cells += [
+                f"{fmt(fused.median_ms * 1e3, '.1f')} / {fmt(eager.median_ms * 1e3, '.1f')}",
+                fmt(1 / fused.speedup_vs_eager, ".2f"),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def geomean_lines(op_rows):

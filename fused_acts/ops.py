@@ -1,10 +1,10 @@
 """The public functional API. The ops themselves are
-``torch.ops.fused_acts.*``: schemas and kernels in csrc/, fake kernels,
-autograd and vmap rules in this package's _fake, _autograd and _vmap."""
+``torch.ops.fused_acts.*``: schemas, kernels and autograd in csrc/, fake
+kernels and vmap rules in this package's _fake and _vmap."""
 
 import torch
 
-from . import _autograd, _fake, _vmap  # noqa: F401  (register the ops' Python parts)
+from . import _fake, _vmap  # noqa: F401  (register the ops' Python parts)
 
 __all__ = ["gelu", "silu", "mish", "swiglu", "geglu"]
 

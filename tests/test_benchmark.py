@@ -47,6 +47,16 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     fused_saved = {r.op: r.saved_mb for r in ffn_rows if r.candidate == "fused"}
     eager_saved = {r.op: r.saved_mb for r in ffn_rows if r.candidate == "eager"}
     assert fused_saved["llama_mlp"] < eager_saved["llama_mlp"]  # silu(gate) is never saved
+    call_rows = [r for r in rows if r.kind == "call"]
+    assert {(r.op, r.mode, r.candidate, tuple(r.shape)) for r in call_rows} == {
+        (op, mode, cand, shape)
+        for op in ("silu", "swiglu_packed")
+        for mode in ("inference_mode", "no_grad", "fwdbwd")
+        for cand in ("fused", "eager")
+        for shape in ((1, 4096), (32, 14336))
+    }
+    assert all(r.median_ms > 0 and not r.error for r in call_rows)
+    assert "| silu | float32 | 1×4096 |" in table.split("Per call")[1]
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["machine"]["torch"] == torch.__version__ and data["copy_gbps"] > 0
     assert len(data["rows"]) == len(rows) and set(data["rows"][0]) >= {"op", "mode", "candidate", "median_ms", "gbps"}

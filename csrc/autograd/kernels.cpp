@@ -1,0 +1,299 @@
+// Autograd for every op of op_list.h, in C++ so that a call costs what an
+// ATen op's does. A call that needs no gradient goes straight to the
+// backend kernel; one that does records a torch::autograd::Function whose
+// backward is the op's fused backward op. The backward ops are
+// differentiable in turn (double backward, to any order): their
+// first-derivative terms run the fused ops, f'' is second_derivatives.h.
+// 16-bit inputs compute those terms in float and round once.
+#include "../op_list.h"
+#include "second_derivatives.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace fused_acts {
+namespace {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
+  return c10::Dispatcher::singleton()
+      .findSchemaOrThrow((std::string("fused_acts::") + name).c_str(), "")
+      .typed<Signature>();
+}
+
+bool any_requires_grad(std::initializer_list<Tensor> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const Tensor& t : tensors) {
+    if (t.requires_grad()) return true;
+  }
+  return false;
+}
+
+Tensor opmath(const Tensor& t) { return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t; }
+
+// The params as autograd keeps them: strings by value, in one IValue tuple.
+template <typename P>
+using Owned = std::conditional_t<std::is_same_v<P, c10::string_view>, std::string, P>;
+
+// What every family shares: its ops, its params kept across backward, f''.
+template <typename Op, typename... P>
+struct Family {
+  using Params = std::tuple<Owned<P>...>;
+  static constexpr size_t kNumParams = sizeof...(P);
+
+  static c10::IValue keep(const P&... params) { return c10::ivalue::Tuple::create({c10::IValue(Owned<P>(params))...}); }
+  static Params kept(AutogradContext* ctx) {
+    return kept(ctx->saved_data.at("params"), std::index_sequence_for<P...>{});
+  }
+  template <size_t... I>
+  static Params kept(const c10::IValue& tuple, std::index_sequence<I...>) {
+    const auto& values = tuple.toTupleRef().elements();
+    return Params{values[I].template to<Owned<P>>()...};
+  }
+
+  // The gradients of the params (none), after the tensors'.
+  static variable_list with_param_grads(variable_list grads) {
+    grads.resize(grads.size() + kNumParams);
+    return grads;
+  }
+
+  static Tensor second(const Tensor& x, const P&... params) {
+    return Op::Select::with_act(Op::kName, [&](auto act) { return second_derivative(act, x); }, params...);
+  }
+};
+
+template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
+struct Autograd;
+
+template <typename Op, typename... P>
+struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
+  using F = Family<Op, P...>;
+
+  static const auto& forward_op() {
+    static const auto op = op_handle<Tensor(const Tensor&, P...)>(Op::kName);
+    return op;
+  }
+  static const auto& backward_op() {
+    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P...)>(Op::kBackward);
+    return op;
+  }
+
+  struct Forward : torch::autograd::Function<Forward> {
+    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ctx->save_for_backward({x});
+      ctx->saved_data["params"] = F::keep(params...);
+      return forward_op().call(x, params...);
+    }
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const Tensor x = ctx->get_saved_variables()[0];
+      return std::apply([&](const auto&... p) { return F::with_param_grads({backward_op().call(grads[0], x, p...)}); },
+                        F::kept(ctx));
+    }
+  };
+
+  // grad·f'(x); its derivatives: by grad, f'(x); by x, grad·f''(x).
+  struct Backward : torch::autograd::Function<Backward> {
+    static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ctx->save_for_backward({grad, x});
+      ctx->saved_data["params"] = F::keep(params...);
+      return backward_op().call(grad, x, params...);
+    }
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      const auto dtype = saved[1].scalar_type();
+      const Tensor grad_of_dx = opmath(grads[0]), grad = opmath(saved[0]), x = opmath(saved[1]);
+      return std::apply(
+          [&](const auto&... p) {
+            const Tensor d_grad = backward_op().call(grad_of_dx, x, p...);
+            const Tensor d_x = grad_of_dx * grad * F::second(x, p...);
+            return F::with_param_grads({d_grad.to(dtype), d_x.to(dtype)});
+          },
+          F::kept(ctx));
+    }
+  };
+
+  static Tensor forward(const Tensor& x, P... params) {
+    if (any_requires_grad({x})) return Forward::apply(x, params...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return forward_op().call(x, params...);
+  }
+  static Tensor backward(const Tensor& grad, const Tensor& x, P... params) {
+    if (any_requires_grad({grad, x})) return Backward::apply(grad, x, params...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return backward_op().call(grad, x, params...);
+  }
+  static void register_into(torch::Library& m) {
+    m.impl(Op::kName, TORCH_FN(forward));
+    m.impl(Op::kBackward, TORCH_FN(backward));
+  }
+};
+
+template <typename Op, typename... P>
+struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
+  using F = Family<Op, P...>;
+  using Pair = std::tuple<Tensor, Tensor>;
+
+  static const auto& forward_op() {
+    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P...)>(Op::kName);
+    return op;
+  }
+  static const auto& backward_op() {
+    static const auto op = op_handle<Pair(const Tensor&, const Tensor&, const Tensor&, P...)>(Op::kBackward);
+    return op;
+  }
+  static const auto& packed_forward_op() {
+    static const auto op = op_handle<Tensor(const Tensor&, P...)>(Op::kPacked);
+    return op;
+  }
+  static const auto& packed_backward_op() {
+    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P...)>(Op::kPackedBackward);
+    return op;
+  }
+
+  // The derivatives of the backward, (grad·up·f'(gate), grad·f(gate)), by
+  // grad, gate and up, given its outputs' gradients. backward(dy, gate, v)'s
+  // first output, dy·v·f'(gate), gives every first-derivative term.
+  static std::tuple<Tensor, Tensor, Tensor> derivatives(const Tensor& grad, const Tensor& gate, const Tensor& up,
+                                                        const Tensor& grad_of_dgate, const Tensor& grad_of_dup,
+                                                        const P&... params) {
+    auto first = [&](const Tensor& dy, const Tensor& v) {
+      return std::get<0>(backward_op().call(dy, gate, v, params...));
+    };
+    Tensor d_grad = first(grad_of_dgate, up) + forward_op().call(gate, grad_of_dup, params...);
+    Tensor d_gate = first(grad_of_dup, grad) + grad_of_dgate * grad * up * F::second(gate, params...);
+    Tensor d_up = first(grad_of_dgate, grad);
+    return {d_grad, d_gate, d_up};
+  }
+
+  static Pair halves(const Tensor& x) {
+    const int64_t half = x.size(-1) / 2;
+    return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
+  }
+
+  struct Forward : torch::autograd::Function<Forward> {
+    static Tensor forward(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ctx->save_for_backward({gate, up});
+      ctx->saved_data["params"] = F::keep(params...);
+      return forward_op().call(gate, up, params...);
+    }
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      return std::apply(
+          [&](const auto&... p) {
+            auto [grad_gate, grad_up] = backward_op().call(grads[0], saved[0], saved[1], p...);
+            return F::with_param_grads({grad_gate, grad_up});
+          },
+          F::kept(ctx));
+    }
+  };
+
+  struct PackedForward : torch::autograd::Function<PackedForward> {
+    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ctx->save_for_backward({x});
+      ctx->saved_data["params"] = F::keep(params...);
+      return packed_forward_op().call(x, params...);
+    }
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const Tensor x = ctx->get_saved_variables()[0];
+      return std::apply(
+          [&](const auto&... p) { return F::with_param_grads({packed_backward_op().call(grads[0], x, p...)}); },
+          F::kept(ctx));
+    }
+  };
+
+  struct Backward : torch::autograd::Function<Backward> {
+    static variable_list forward(AutogradContext* ctx, const Tensor& grad, const Tensor& gate, const Tensor& up,
+                                 P... params) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ctx->save_for_backward({grad, gate, up});
+      ctx->saved_data["params"] = F::keep(params...);
+      auto [grad_gate, grad_up] = backward_op().call(grad, gate, up, params...);
+      return {grad_gate, grad_up};
+    }
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      const auto dtype = saved[1].scalar_type();
+      return std::apply(
+          [&](const auto&... p) {
+            auto [d_grad, d_gate, d_up] = derivatives(opmath(saved[0]), opmath(saved[1]), opmath(saved[2]),
+                                                      opmath(grads[0]), opmath(grads[1]), p...);
+            return F::with_param_grads({d_grad.to(dtype), d_gate.to(dtype), d_up.to(dtype)});
+          },
+          F::kept(ctx));
+    }
+  };
+
+  // The packed backward's output is grad_gate‖grad_up, one tensor.
+  struct PackedBackward : torch::autograd::Function<PackedBackward> {
+    static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ctx->save_for_backward({grad, x});
+      ctx->saved_data["params"] = F::keep(params...);
+      return packed_backward_op().call(grad, x, params...);
+    }
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      const auto dtype = saved[1].scalar_type();
+      const Pair x = halves(opmath(saved[1])), grad_of_dx = halves(opmath(grads[0]));
+      return std::apply(
+          [&](const auto&... p) {
+            auto [d_grad, d_gate, d_up] = derivatives(opmath(saved[0]), std::get<0>(x), std::get<1>(x),
+                                                      std::get<0>(grad_of_dx), std::get<1>(grad_of_dx), p...);
+            return F::with_param_grads({d_grad.to(dtype), at::cat({d_gate, d_up}, -1).to(dtype)});
+          },
+          F::kept(ctx));
+    }
+  };
+
+  static Tensor forward(const Tensor& gate, const Tensor& up, P... params) {
+    if (any_requires_grad({gate, up})) return Forward::apply(gate, up, params...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return forward_op().call(gate, up, params...);
+  }
+  static Pair backward(const Tensor& grad, const Tensor& gate, const Tensor& up, P... params) {
+    if (any_requires_grad({grad, gate, up})) {
+      variable_list grads = Backward::apply(grad, gate, up, params...);
+      return {grads[0], grads[1]};
+    }
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return backward_op().call(grad, gate, up, params...);
+  }
+  static Tensor packed_forward(const Tensor& x, P... params) {
+    if (any_requires_grad({x})) return PackedForward::apply(x, params...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return packed_forward_op().call(x, params...);
+  }
+  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params) {
+    if (any_requires_grad({grad, x})) return PackedBackward::apply(grad, x, params...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return packed_backward_op().call(grad, x, params...);
+  }
+  static void register_into(torch::Library& m) {
+    m.impl(Op::kName, TORCH_FN(forward));
+    m.impl(Op::kBackward, TORCH_FN(backward));
+    m.impl(Op::kPacked, TORCH_FN(packed_forward));
+    m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fused_acts, Autograd, m) {
+  for_each_op([&](auto op) { Autograd<decltype(op)>::register_into(m); });
+}
+
+}  // namespace fused_acts

@@ -1,0 +1,58 @@
+// f'' of each activation, as ATen ops on opmath (float or double) tensors,
+// for double backward (create_graph=True: gradient penalties, Hessian-vector
+// products). The path is rare, so these are plain ATen formulas, which
+// autograd can differentiate again, to any order. One overload per
+// activation of activations.h; op_list.h's Select picks it.
+#pragma once
+
+#include "../activations.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+namespace fused_acts {
+
+// Each f'' below is 0 in float64 well before |x| = 1000: capping x there
+// keeps x² and x³ finite. ±inf gives nan, as eager's double backward does.
+inline at::Tensor capped(const at::Tensor& x) {
+  return at::where(x.isinf(), std::numeric_limits<double>::quiet_NaN(), x.clamp(-1000, 1000));
+}
+
+inline at::Tensor second_derivative(GeluErfAct, const at::Tensor& x_in) {
+  const at::Tensor x = capped(x_in);
+  return at::exp(-0.5 * x * x) * GeluErfAct::kInvSqrt2Pi * (2 - x * x);
+}
+
+// gelu = x·s with s = sigmoid(v), v = 2u: gelu'' = 2s' + x·s'', and
+// s' = v'·s(1 − s), s'' = v''·s(1 − s) + v'·s'·(1 − 2s).
+inline at::Tensor second_derivative(GeluTanhAct, const at::Tensor& x_in) {
+  constexpr double kTwoBeta = GeluTanhAct::kTwoBeta, kKappa = GeluTanhAct::kKappa;
+  const at::Tensor x = capped(x_in);
+  const at::Tensor v = kTwoBeta * (x + kKappa * x.pow(3));
+  const at::Tensor s = at::sigmoid(v), one_minus_s = at::sigmoid(-v);
+  const at::Tensor dv = kTwoBeta * (1 + 3 * kKappa * x * x);
+  const at::Tensor d2v = kTwoBeta * 6 * kKappa * x;
+  const at::Tensor ds = dv * s * one_minus_s;
+  const at::Tensor d2s = d2v * s * one_minus_s + dv * ds * (one_minus_s - s);
+  return 2 * ds + x * d2s;
+}
+
+inline at::Tensor second_derivative(SiluAct, const at::Tensor& x_in) {
+  const at::Tensor x = capped(x_in);
+  const at::Tensor s = at::sigmoid(x), one_minus_s = at::sigmoid(-x);
+  return s * one_minus_s * (2 + x * (one_minus_s - s));
+}
+
+// With t = tanh(softplus(x)) and s = sigmoid(x): t' = (1 − t²)·s, and
+// mish'' = (1 − t²)·s·(2 + x·(1 − s − 2ts)); 1 − t² as sech², which keeps
+// its precision where t → 1.
+inline at::Tensor second_derivative(MishAct, const at::Tensor& x_in) {
+  const at::Tensor x = capped(x_in);
+  const at::Tensor sp = at::softplus(x);
+  const at::Tensor t = at::tanh(sp), sech2 = at::cosh(sp).pow(-2), s = at::sigmoid(x);
+  return sech2 * s * (2 + x * (1 - s - 2 * t * s));
+}
+
+}  // namespace fused_acts
