@@ -12,8 +12,13 @@ Environment:
 - ``CUDA_HOME`` points at the toolkit; otherwise nvcc on PATH (when it sits in
   a real toolkit) or /usr/local/cuda.
 - ``TORCH_CUDA_ARCH_LIST`` picks the GPU targets (default: 8.0;9.0+PTX).
+- ``MAX_JOBS`` caps how many extensions build at once (default: one per core).
+
+The build records the torch it was built against in ``fused_acts/_built_with.py``:
+the compiled kernels run only with that torch.
 """
 
+import copy
 import os
 import platform
 import shutil
@@ -128,18 +133,29 @@ def main():
     if cuda_home:
         os.environ["CUDA_HOME"] = cuda_home
     # Imported only now: torch.utils.cpp_extension reads CUDA_HOME at import.
+    import torch
     from torch.utils.cpp_extension import BuildExtension
 
-    # setuptools compiles each extension's objects into one build folder by
-    # source path; the per-capability builds of one source need their own.
     class Build(BuildExtension):
+        def finalize_options(self):
+            super().finalize_options()
+            # The extensions build side by side: MAX_JOBS of them, else one per core.
+            if not self.parallel:
+                self.parallel = int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)
+
         def build_extension(self, ext):
-            build_temp = self.build_temp
-            self.build_temp = os.path.join(build_temp, ext.name)
-            try:
-                super().build_extension(ext)
-            finally:
-                self.build_temp = build_temp
+            # setuptools compiles each extension's objects into one build folder
+            # by source path; the per-capability builds of one source need
+            # their own. On a copy of this command: extensions build in threads.
+            command = copy.copy(self)
+            command.build_temp = os.path.join(self.build_temp, ext.name)
+            BuildExtension.build_extension(command, ext)
+
+        def run(self):
+            super().run()
+            # The torch this build is for, which fused_acts checks at import.
+            package = Path("fused_acts") if self.inplace else Path(self.build_lib) / "fused_acts"
+            (package / "_built_with.py").write_text(f"TORCH_VERSION = {torch.__version__!r}\n")
 
     setup(
         ext_modules=extensions(cuda_home),

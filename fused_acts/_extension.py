@@ -1,5 +1,6 @@
-"""Loads the compiled kernels: the schemas (with the CUDA kernels, when built)
-and the CPU kernels built for torch's own SIMD level.
+"""Loads the compiled kernels: the schemas and autograd (with the CUDA
+kernels, when built) and the CPU kernels built for torch's own SIMD level,
+after checking that they were built against the torch installed.
 
 ``FUSED_ACTS_CPU_KERNELS=<level>`` loads that CPU build instead (default,
 avx2, avx512, avx512_bf16), so the tests can run each one on one machine.
@@ -42,6 +43,27 @@ def _library_path(name):
     return None
 
 
+REBUILD = "pip install --no-build-isolation --no-deps --force-reinstall ."
+
+
+def check_torch_version(built, installed):
+    """The kernels link against one torch's C++ ABI: another one fails to load
+    them, or worse. built is None where the build left no record."""
+    if built != installed:
+        raise ImportError(
+            f"fused_acts was built against torch {built} but torch {installed} is installed; "
+            f"rebuild it against this torch: `{REBUILD}` from the fused_acts source folder"
+        )
+
+
+def _built_with():
+    try:
+        from ._built_with import TORCH_VERSION
+    except ImportError:
+        return None
+    return TORCH_VERSION
+
+
 def _load():
     schemas = _library_path("_C")
     if schemas is None:
@@ -49,6 +71,7 @@ def _load():
             "fused_acts: the compiled extension is missing; install with "
             "`pip install --no-build-isolation .` from the repository root"
         )
+    check_torch_version(_built_with(), torch.__version__)
     torch.ops.load_library(str(schemas))
     for level in _cpu_levels():
         path = _library_path(f"_cpu_{level}")
