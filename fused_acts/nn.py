@@ -64,7 +64,10 @@ class SwiGLUFFN(nn.Module):
     gate rows first) and the fused packed SwiGLU in between.
 
     Checkpoints with separate ``gate_proj``/``up_proj``/``down_proj`` load
-    through :meth:`load_separate_state_dict`.
+    through :meth:`load_separate_state_dict`. For tensor parallelism, use
+    ``fused_acts.tensor_parallel.swiglu_ffn_plan()``: a plain
+    ``ColwiseParallel`` on ``gate_up_proj`` would split gate from up, and is
+    refused.
     """
 
     def __init__(self, dim: int, hidden_dim: int, bias: bool = False):
@@ -74,6 +77,10 @@ class SwiGLUFFN(nn.Module):
         self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if type(self.gate_up_proj.weight) is not nn.Parameter:  # a DTensor, say
+            from .tensor_parallel import check_packed_weight
+
+            check_packed_weight(type(self).__name__, self.gate_up_proj.weight)
         return self.down_proj(ops.swiglu(self.gate_up_proj(x)))
 
     @staticmethod

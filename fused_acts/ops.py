@@ -4,7 +4,7 @@ kernels and vmap rules in this package's _fake and _vmap."""
 
 import torch
 
-from . import _fake, _vmap  # noqa: F401  (register the ops' Python parts)
+from . import _fake, _sharding, _vmap  # noqa: F401  (register the ops' Python parts)
 
 __all__ = ["gelu", "silu", "mish", "swiglu", "geglu"]
 

@@ -1,0 +1,36 @@
+"""DTensor sharding rules for every op: each op is elementwise over the
+shape its tensors share, so it runs on each shard as it is, where every
+tensor takes the same placement.
+
+- Replicate, or Shard(d) of any dim, for the unary and separate gated ops;
+- any dim but the last for the packed ops, whose last dim holds gate‖up: a
+  shard of it would hold gate only or up only, so DTensor redistributes;
+- no Partial: an activation is not linear, so DTensor makes a Partial input
+  Replicate first.
+"""
+
+import torch
+
+from ._op_list import OPS
+
+
+def _register(op, register_sharding, Replicate, Shard):
+    def rule(*args, **kwargs):
+        bound = op.bind(args, kwargs)
+        ndim = bound[op.tensors[-1]].ndim
+        dims = range(ndim - 1) if op.kind == "packed" else range(ndim)
+        strategies = []
+        for placement in [Replicate(), *(Shard(d) for d in dims)]:
+            inputs = [placement if name in op.tensors else None for name in bound]
+            strategies.append(([placement] * op.num_outputs, inputs))
+        return strategies
+
+    register_sharding(op.overload)(rule)
+
+
+if torch.distributed.is_available():
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.experimental import register_sharding
+
+    for _op in OPS.values():
+        _register(_op, register_sharding, Replicate, Shard)
