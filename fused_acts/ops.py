@@ -1,6 +1,7 @@
 """The public functional API. The ops themselves are
 ``torch.ops.fused_acts.*``: schemas, kernels and autograd in csrc/, fake
-kernels and vmap rules in this package's _fake and _vmap."""
+kernels, vmap and DTensor sharding rules in this package's _fake, _vmap and
+_sharding."""
 
 import torch
 

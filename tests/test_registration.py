@@ -170,3 +170,19 @@ def test_export(fn, device):
     targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
     assert any(t.startswith("fused_acts.") for t in targets), targets
     torch.testing.assert_close(exported.module()(x), fn(x), rtol=0, atol=0)
+
+
+class EveryForm(torch.nn.Module):
+    def forward(self, x):
+        return torch.cat([param.values[0](x).flatten() for param in every_form()])
+
+
+@pytest.mark.slow
+def test_aot_inductor(tmp_path):
+    """An exported program with every op form compiles ahead of time
+    (AOTInductor) and runs from its package, the ops called through the
+    dispatcher, as they are registered in C++."""
+    x = torch.randn(8, 64)
+    exported = torch.export.export(EveryForm(), (x,))
+    package = torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp_path / "every_form.pt2"))
+    torch.testing.assert_close(torch._inductor.aoti_load_package(package)(x), EveryForm()(x), rtol=0, atol=0)
