@@ -42,32 +42,39 @@ class PackedMLP(nn.Module):
         return self.down_proj(nn.functional.silu(gate) * up)
 
 
-def patched(eager):
+def patched(eager, recompute=False):
     fused = copy.deepcopy(eager)
-    fused_acts.patch(fused)
+    fused_acts.patch(fused, recompute=recompute)
     return fused
 
 
 def ffn_blocks(dim, hidden):
-    """name -> (fused block, eager block), sharing weights."""
+    """name -> {candidate: block}, sharing weights: fused, eager, and for the
+    gated blocks the fused block that recomputes its activation in backward."""
     llama = LlamaMLP(dim, hidden)
     packed_fused = SwiGLUFFN(dim, hidden)
+    packed_recompute = SwiGLUFFN(dim, hidden, recompute=True)
     packed_eager = PackedMLP(dim, hidden)
+    packed_recompute.load_state_dict(packed_fused.state_dict())
     packed_eager.load_state_dict(packed_fused.state_dict())
     gelu = nn.Sequential(nn.Linear(dim, hidden), nn.GELU("tanh"), nn.Linear(hidden, dim))
     return {
-        "llama_mlp": (patched(llama), llama),
-        "llama_mlp_packed": (packed_fused, packed_eager),
-        "gelu_mlp": (patched(gelu), gelu),
+        "llama_mlp": {"fused": patched(llama), "recompute": patched(llama, recompute=True), "eager": llama},
+        "llama_mlp_packed": {"fused": packed_fused, "recompute": packed_recompute, "eager": packed_eager},
+        "gelu_mlp": {"fused": patched(gelu), "eager": gelu},
     }
 
 
 def saved_bytes(block, x):
-    """Bytes autograd keeps for backward (each storage once), over one forward."""
+    """Bytes autograd keeps for backward over one forward (each storage
+    once), parameters excluded: the activations a training step holds."""
+    params = {p.untyped_storage().data_ptr() for p in block.parameters()}
     seen = {}
 
     def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -99,13 +106,16 @@ def cpu_lacks_matmul(dtype):
 
 
 def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
-    """Rows for every block at one shape and dtype: fused and eager, forward+backward."""
+    """Rows for every block at one shape and dtype: a row per candidate, forward+backward."""
     rows = []
-    for name, (fused, eager) in ffn_blocks(dim, hidden).items():
-        blocks = {"fused": fused.to(device=device, dtype=dtype), "eager": eager.to(device=device, dtype=dtype)}
+    for name, candidates in ffn_blocks(dim, hidden).items():
+        blocks = {k: block.to(device=device, dtype=dtype) for k, block in candidates.items()}
         x = torch.randn(tokens, dim, device=device, dtype=dtype)
         xs = {k: x.clone().requires_grad_() for k in blocks}
-        problem = check_against_eager(fused, eager, [x], dtype)
+        problems = [
+            check_against_eager(block, blocks["eager"], [x], dtype) for k, block in blocks.items() if k != "eager"
+        ]
+        problem = next((p for p in problems if p), None)
 
         def step(block, x):
             def run():

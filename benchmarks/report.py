@@ -99,39 +99,35 @@ def render_tables(rows, info, copy_gbps):
                     lines.append(f"|  {cand.candidate}: {cand.error} |")
         lines.append("")
         lines += geomean_lines(op_rows)
-    ffn_rows = [r for r in rows if r.kind == "ffn"]
-    if ffn_rows:
-        lines += [
-            "",
-            "| FFN block | dtype | tokens×dim×hidden | fused ms | eager ms | × eager "
-            "| saved MB fused | saved MB eager | peak MB fused | peak MB eager |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        groups = {}
-        for r in ffn_rows:
-            groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[r.candidate] = r
-        for (name, dtype, shape), by in groups.items():
-            f, e = by["fused"], by["eager"]
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        name,
-                        dtype,
-                        "×".join(map(str, shape)),
-                        fmt(f.median_ms, ".2f"),
-                        fmt(e.median_ms, ".2f"),
-                        fmt(f.speedup_vs_eager, ".2f"),
-                        fmt(f.saved_mb, ".1f"),
-                        fmt(e.saved_mb, ".1f"),
-                        fmt(f.peak_mb, ".1f"),
-                        fmt(e.peak_mb, ".1f"),
-                    ]
-                )
-                + " |"
-            )
+    lines += ffn_lines([r for r in rows if r.kind == "ffn"])
     lines += per_call_lines([r for r in rows if r.kind == "call"])
     return "\n".join(lines)
+
+
+def ffn_lines(ffn_rows):
+    """The FFN table: ms, speedup, and MB saved for backward (parameters
+    excluded) and peak (CUDA), per candidate: fused, recompute (where the
+    block has one) and eager."""
+    if not ffn_rows:
+        return []
+    candidates = [c for c in ("fused", "recompute", "eager") if any(r.candidate == c for r in ffn_rows)]
+    names = " / ".join(candidates)
+    header = ["FFN block", "dtype", "tokens×dim×hidden", f"ms {names}", "fused × eager", f"saved MB {names}"]
+    header.append(f"peak MB {names}")
+    lines = ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = {}
+    for r in ffn_rows:
+        groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[r.candidate] = r
+
+    def per_candidate(by, field, spec):
+        return " / ".join(fmt(getattr(by[c], field), spec) if c in by else "-" for c in candidates)
+
+    for (name, dtype, shape), by in groups.items():
+        cells = [name, dtype, "×".join(map(str, shape)), per_candidate(by, "median_ms", ".2f")]
+        cells += [fmt(by["fused"].speedup_vs_eager, ".2f"), per_candidate(by, "saved_mb", ".1f")]
+        cells.append(per_candidate(by, "peak_mb", ".1f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def per_call_lines(call_rows):

@@ -24,7 +24,7 @@ from collections import Counter
 from torch import nn
 
 from . import nn as fnn
-from . import ops
+from ._recompute import gated_down, has_hooks
 
 __all__ = ["patch", "unpatch"]
 
@@ -69,14 +69,13 @@ def forward(self, x):
 }
 
 _ORIGINAL = "_fused_acts_original"
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def _activation_kind(module):
     """'gelu', 'gelu_tanh', 'silu' or 'mish' where module computes exactly that,
     else None. A module with hooks is None too: replacing it, or fusing it
     into its MLP, would silently stop them firing."""
-    if any(getattr(module, hooks, None) for hooks in _HOOKS):
+    if has_hooks(module):
         return None
     if isinstance(module, (nn.GELU, fnn.GELU)):
         return "gelu" if module.approximate == "none" else "gelu_tanh"
@@ -96,13 +95,6 @@ def _fused_activation(kind):
         "silu": fnn.SiLU,
         "mish": fnn.Mish,
     }[kind]()
-
-
-def _gated(kind, gate, up=None):
-    """act_kind(gate) * up as one fused op (up=None: gate is packed gate‖up)."""
-    if kind == "silu":
-        return ops.swiglu(gate, up)
-    return ops.geglu(gate, up, "tanh" if kind == "gelu_tanh" else "none")
 
 
 def _gated_label(kind):
@@ -130,12 +122,13 @@ def _input(module, args, kwargs):
 
 def _separate_forward(self, *args, **kwargs):
     x = _input(self, args, kwargs)
-    return self.down_proj(_gated(self._fused_acts_kind, self.gate_proj(x), self.up_proj(x)))
+    gate, up = self.gate_proj(x), self.up_proj(x)
+    return gated_down(self._fused_acts_kind, self.down_proj, gate, up, self._fused_acts_recompute)
 
 
 def _packed_forward(self, *args, **kwargs):
     x = _input(self, args, kwargs)
-    return self.down_proj(_gated(self._fused_acts_kind, self.gate_up_proj(x)))
+    return gated_down(self._fused_acts_kind, self.down_proj, self.gate_up_proj(x), None, self._fused_acts_recompute)
 
 
 def _normalized(source):
@@ -189,11 +182,13 @@ def _patched_class(cls, forward):
     return _PATCHED_CLASSES[cls]
 
 
-def _patch_gated_mlp(module):
+def _patch_gated_mlp(module, recompute):
     """Route a gated FFN's activation step through one fused op; returns its
-    count label, or None where the module's forward is not one we know."""
+    count label, or None where the module's forward is not one we know or
+    the module is patched already (then only recompute is updated)."""
     cls = type(module)
     if "_fused_acts_base" in cls.__dict__:
+        module._fused_acts_recompute = recompute
         return None
     form = _gated_form(getattr(cls.forward, "__func__", cls.forward))
     if form is None:
@@ -203,17 +198,24 @@ def _patch_gated_mlp(module):
     if kind not in ("silu", "gelu", "gelu_tanh"):
         return None
     module._fused_acts_kind = kind
+    module._fused_acts_recompute = recompute
     module.__class__ = _patched_class(cls, _packed_forward if packed else _separate_forward)
     return _gated_label(kind)
 
 
-def patch(model: nn.Module) -> dict:
+def patch(model: nn.Module, recompute: bool = False) -> dict:
     """Swap in fused activations, in place. Returns what was replaced, counted
     by kind ("GELU", "SiLU", "Mish", "SwiGLU", "GeGLU"). Patching twice
-    changes nothing more; unpatch() undoes it."""
+    changes nothing more; unpatch() undoes it.
+
+    recompute: the fused gated FFNs keep only their input and gate and up
+    (or gate‖up) for backward, not the activation's output h, which their
+    backward recomputes (one more elementwise pass) for down_proj's weight
+    gradient. Where down_proj is not a plain nn.Linear (a DTensor under
+    tensor parallelism, a hook, a quantized layer), h is saved as usual."""
     counts = Counter()
     for module in model.modules():
-        label = _patch_gated_mlp(module)
+        label = _patch_gated_mlp(module, recompute)
         if label:
             counts[label] += 1
     for parent in list(model.modules()):
@@ -239,7 +241,7 @@ def unpatch(model: nn.Module) -> dict:
         if base is not None:
             counts[_gated_label(parent._fused_acts_kind)] += 1
             parent.__class__ = base
-            del parent._fused_acts_kind
+            del parent._fused_acts_kind, parent._fused_acts_recompute
         for child_name, child in list(parent.named_children()):
             original = getattr(child, _ORIGINAL, None)
             if original is not None:

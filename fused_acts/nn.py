@@ -5,6 +5,7 @@ from torch import nn
 
 from . import ops
 from ._checks import check_approximate
+from ._recompute import gated_down
 
 
 class GELU(nn.Module):
@@ -64,15 +65,17 @@ class SwiGLUFFN(nn.Module):
     gate rows first) and the fused packed SwiGLU in between.
 
     Checkpoints with separate ``gate_proj``/``up_proj``/``down_proj`` load
-    through :meth:`load_separate_state_dict`. For tensor parallelism, use
+    through :meth:`load_separate_state_dict`. With ``recompute=True`` the
+    backward recomputes silu(gate) * up instead of keeping it (see
+    ``fused_acts.patch``). For tensor parallelism, use
     ``fused_acts.tensor_parallel.swiglu_ffn_plan()``: a plain
     ``ColwiseParallel`` on ``gate_up_proj`` would split gate from up, and is
     refused.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, bias: bool = False):
+    def __init__(self, dim: int, hidden_dim: int, bias: bool = False, recompute: bool = False):
         super().__init__()
-        self.dim, self.hidden_dim = dim, hidden_dim
+        self.dim, self.hidden_dim, self.recompute = dim, hidden_dim, recompute
         self.gate_up_proj = nn.Linear(dim, 2 * hidden_dim, bias=bias)
         self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
 
@@ -81,7 +84,7 @@ class SwiGLUFFN(nn.Module):
             from .tensor_parallel import check_packed_weight
 
             check_packed_weight(type(self).__name__, self.gate_up_proj.weight)
-        return self.down_proj(ops.swiglu(self.gate_up_proj(x)))
+        return gated_down("silu", self.down_proj, self.gate_up_proj(x), None, self.recompute)
 
     @staticmethod
     def pack_state_dict(state_dict: dict, prefix: str = "") -> dict:
@@ -107,4 +110,4 @@ class SwiGLUFFN(nn.Module):
         return self.load_state_dict(self.pack_state_dict(state_dict, prefix), strict=strict)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, hidden_dim={self.hidden_dim}"
+        return f"dim={self.dim}, hidden_dim={self.hidden_dim}" + (", recompute=True" if self.recompute else "")

@@ -124,14 +124,16 @@ def check_patched_llama_mlp_tensor_parallel(mesh):
     assert_same_module(mlp, reference, 16)
 
 
-def check_patched_llama_fsdp2(mesh):
-    """fully_shard on a patched tiny Llama trains as the unpatched one does, over two optimizer steps."""
+def check_patched_llama_fsdp2(mesh, recompute):
+    """fully_shard on a patched tiny Llama trains as the unpatched one does,
+    over two optimizer steps: FSDP2 unshards the parameters again for the
+    backward, recomputing or not."""
     import transformers
 
     torch.manual_seed(0)
     reference = transformers.LlamaForCausalLM(tiny_llama_config())
     model = copy.deepcopy(reference)
-    assert fused_acts.patch(model) == {"SwiGLU": 2, "SiLU": 2}
+    assert fused_acts.patch(model, recompute=recompute) == {"SwiGLU": 2, "SiLU": 2}
     ids = torch.randint(1, 128, (2, 12), generator=torch.Generator().manual_seed(dist.get_rank()))
     losses = []
     for m in (reference, model):
@@ -159,7 +161,8 @@ def checks(mesh):
     yield "tp-swiglu_ffn-packed_style", lambda: check_swiglu_ffn_packed_style(mesh)
     yield "tp-swiglu_ffn-plain_colwise_refused", lambda: check_swiglu_ffn_plain_colwise_is_refused(mesh)
     yield "tp-patched_llama_mlp", lambda: check_patched_llama_mlp_tensor_parallel(mesh)
-    yield "fsdp2-patched_llama", lambda: check_patched_llama_fsdp2(mesh)
+    yield "fsdp2-patched_llama", lambda: check_patched_llama_fsdp2(mesh, recompute=False)
+    yield "fsdp2-patched_llama-recompute", lambda: check_patched_llama_fsdp2(mesh, recompute=True)
 
 
 def main(out_path):

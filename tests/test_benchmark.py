@@ -44,9 +44,11 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     ffn_rows = [r for r in rows if r.kind == "ffn"]
     assert {r.op for r in ffn_rows} == {"llama_mlp", "llama_mlp_packed", "gelu_mlp"}
     assert all(not r.error and r.median_ms > 0 for r in ffn_rows)
-    fused_saved = {r.op: r.saved_mb for r in ffn_rows if r.candidate == "fused"}
-    eager_saved = {r.op: r.saved_mb for r in ffn_rows if r.candidate == "eager"}
-    assert fused_saved["llama_mlp"] < eager_saved["llama_mlp"]  # silu(gate) is never saved
+    saved = {(r.op, r.candidate): r.saved_mb for r in ffn_rows}
+    for block in ("llama_mlp", "llama_mlp_packed"):
+        # silu(gate) is never saved, and with recompute neither is h.
+        assert saved[block, "recompute"] < saved[block, "fused"] < saved[block, "eager"]
+    assert ("gelu_mlp", "recompute") not in saved
     call_rows = [r for r in rows if r.kind == "call"]
     assert {(r.op, r.mode, r.candidate, tuple(r.shape)) for r in call_rows} == {
         (op, mode, cand, shape)
@@ -108,13 +110,18 @@ def test_every_case_matches_eager(op):
 
 
 def test_ffn_blocks_share_weights_and_fuse():
-    """The fused blocks are fused_acts' SwiGLUFFN and patched eager blocks, and compute what their eager twins do."""
-    x = torch.randn(5, 16)
-    for name, (fused, eager) in ffn.ffn_blocks(16, 24).items():
-        with torch.profiler.profile() as prof:
-            out = fused(x)
-        assert any(e.name.startswith("fused_acts::") for e in prof.events()), name
-        torch.testing.assert_close(out, eager(x), msg=name)
+    """The fused blocks are fused_acts' SwiGLUFFN and patched eager blocks, and
+    compute what their eager twins do, forward and backward."""
+    x = torch.randn(5, 16, requires_grad=True)
+    for name, blocks in ffn.ffn_blocks(16, 24).items():
+        (expected_grad,) = torch.autograd.grad(blocks["eager"](x).sum(), x)
+        for candidate, block in blocks.items():
+            with torch.profiler.profile() as prof:
+                out = block(x)
+            assert any(e.name.startswith("fused_acts::") for e in prof.events()) != (candidate == "eager")
+            torch.testing.assert_close(out, blocks["eager"](x), msg=f"{name} {candidate}")
+            (grad,) = torch.autograd.grad(out.sum(), x)
+            torch.testing.assert_close(grad, expected_grad, msg=f"{name} {candidate}")
 
 
 def test_compile_candidate_never_falls_back_to_eager(monkeypatch):

@@ -118,6 +118,29 @@ def test_unknown_modules_are_left_alone():
     torch.testing.assert_close(model(x), ref)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_swiglu_ffn_recompute(bias):
+    """recompute=True: the same outputs and gradients, and only the input and gate‖up kept for backward."""
+    torch.manual_seed(0)
+    ffn = fnn.SwiGLUFFN(16, 40, bias=bias)
+    lean = fnn.SwiGLUFFN(16, 40, bias=bias, recompute=True)
+    lean.load_state_dict(ffn.state_dict())
+    assert "recompute=True" in repr(lean)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    grad_out = torch.randn(3, 5, 16)
+    results = []
+    for module in (ffn, lean):
+        module.zero_grad()
+        xi = x.detach().clone().requires_grad_()
+        out = module(xi)
+        out.backward(grad_out)
+        results.append([out, xi.grad, *(p.grad for p in module.parameters())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    kept = saved_activation_bytes(lean, lambda: lean(x))
+    assert kept <= (x.numel() + 3 * 5 * 80) * 4 * 1.05 < saved_activation_bytes(ffn, lambda: ffn(x))
+
+
 def test_swiglu_ffn_loads_separate_checkpoint():
     torch.manual_seed(0)
 
@@ -293,3 +316,85 @@ def test_patched_model_survives_deepcopy_and_compile():
     x = torch.randn(2, 3, 32)
     compiled = torch.compile(mlp, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(x), mlp(x))
+
+
+def saved_activation_bytes(module, run):
+    """Bytes autograd keeps for backward over run(), each storage once, parameters excluded."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return sum(seen.values())
+
+
+# name -> the MLP of its first layer, and whether gate and up come packed.
+RECOMPUTE_MODELS = {"llama": False, "qwen2": False, "phi3": True}
+
+
+@pytest.mark.parametrize("name", RECOMPUTE_MODELS)
+def test_recompute_matches_and_trains(name):
+    model, ids = build(name)
+    model.eval()
+    ref_logits, ref_loss, ref_grads = loss_and_grads(model, ids)
+    assert fused_acts.patch(model, recompute=True) == MODELS[name][2]
+    assert fused_acts.patch(model, recompute=True) == {}
+    with torch.profiler.profile() as prof:
+        logits, loss, grads = loss_and_grads(model, ids)
+    assert any(e.name.startswith("fused_acts::swiglu") for e in prof.events())
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fused_acts.unpatch(model)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert torch.equal(loss_and_grads(model, ids)[0], ref_logits)
+
+
+@pytest.mark.parametrize("name", RECOMPUTE_MODELS)
+def test_recompute_keeps_only_input_gate_and_up(name):
+    """Saved for backward per FFN: its input and gate and up (gate‖up), not h."""
+    model, _ = build(name)
+    mlp = model.model.layers[0].mlp
+    x = torch.randn(2, 12, 32, requires_grad=True)
+    hidden = 64
+    inputs_gate_up = (x.numel() + 2 * 2 * 12 * hidden) * 4
+    fused_acts.patch(mlp)
+    fused = saved_activation_bytes(mlp, lambda: mlp(x))
+    fused_acts.patch(mlp, recompute=True)
+    recompute = saved_activation_bytes(mlp, lambda: mlp(x))
+    assert recompute <= inputs_gate_up * 1.05 < fused, (recompute, inputs_gate_up, fused)
+
+
+def test_recompute_trains_and_compiles():
+    model, ids = build("llama")
+    fused_acts.patch(model, recompute=True)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(4):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.95, losses
+    mlp = model.model.layers[0].mlp
+    torch._dynamo.reset()
+    compiled = torch.compile(mlp, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 3, 32)
+
+    def output_and_grad(fn):
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        (grad,) = torch.autograd.grad(out.sum(), xi)
+        return out, grad
+
+    for actual, expected in zip(output_and_grad(compiled), output_and_grad(mlp)):
+        torch.testing.assert_close(actual, expected)
