@@ -48,10 +48,6 @@ def check_approximate(op, approximate):
 PARAM_CHECKS = {"approximate": check_approximate}
 
 
-def packed_halves(x):
-    return x.chunk(2, dim=-1)
-
-
 def check_call(op, by_name):
     """Every check that op's kernel makes on its arguments (by name), in the
     kernel's order: params first, then the tensors."""
@@ -70,4 +66,5 @@ def check_call(op, by_name):
     else:
         check_packed(name, by_name["x"])
         if op.backward:
-            check_same(name, "grad", by_name["grad"], "gate", packed_halves(by_name["x"])[0])
+            gate = by_name["x"].chunk(2, dim=-1)[0]
+            check_same(name, "grad", by_name["grad"], "gate", gate)

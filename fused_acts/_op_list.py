@@ -1,6 +1,6 @@
 """The ops as the compiled library declares them (csrc/op_list.h), read from
-their registered schemas: the Python registrations (fake kernels, autograd,
-vmap) and the tests follow that one list instead of repeating it."""
+their registered schemas: the Python registrations (fake kernels, vmap and
+sharding rules) and the tests follow that one list instead of repeating it."""
 
 from dataclasses import dataclass
 from functools import cached_property
@@ -79,7 +79,3 @@ OPS = {name: OpInfo(name) for name in _registered_names()}
 """Every op, by name: forward and backward, separate and packed."""
 
 FORWARD_OPS = [op for op in OPS.values() if not op.backward]
-
-
-def backward_of(op):
-    return OPS[f"{op.name}_backward"]

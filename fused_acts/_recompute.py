@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
+
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _OPS = torch.ops.fused_acts
 
@@ -15,9 +17,8 @@ def gated(kind, gate, up=None):
     """act(gate) * up as one fused op (up=None: gate is packed gate‖up); kind
     is 'silu', 'gelu' or 'gelu_tanh'."""
     if kind == "silu":
-        return _OPS.swiglu_packed(gate) if up is None else _OPS.swiglu(gate, up)
-    approximate = "tanh" if kind == "gelu_tanh" else "none"
-    return _OPS.geglu_packed(gate, approximate) if up is None else _OPS.geglu(gate, up, approximate)
+        return ops.swiglu(gate, up)
+    return ops.geglu(gate, up, "tanh" if kind == "gelu_tanh" else "none")
 
 
 def _gated_backward(kind, grad, gate, up):
