@@ -18,6 +18,42 @@
 
 namespace fused_acts {
 
+// swish(x) = x·sigmoid(βx), QuickGELU's form with β = 1.702. It is SiLU's
+// formula on βx; βx is x exactly at β = 1, so swish(x, 1) is silu(x) bit
+// for bit, forward and backward.
+struct SwishAct {
+  double beta;
+
+  template <typename scalar_t, typename T>
+  C10_HOST_DEVICE T forward(T x) const {
+    return x / (T(1) + Math<T>::exp(-(T(beta) * x)));
+  }
+  template <typename scalar_t, typename T>
+  C10_HOST_DEVICE T backward(T dy, T x) const {
+    const T beta_x = T(beta) * x;
+    const T s = T(1) / (T(1) + Math<T>::exp(-beta_x));
+    return dy * s * (T(1) + beta_x * (T(1) - s));
+  }
+};
+
+// relu(x)², as Primer, Nemotron and nanochat use it. x < 0 selects, so that
+// nan stays nan, as eager's relu keeps it.
+struct ReluSquaredAct {
+  template <typename T>
+  static C10_HOST_DEVICE T relu(T x) {
+    return Math<T>::where(x < T(0), T(0), x);
+  }
+  template <typename scalar_t, typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    const T r = relu(x);
+    return r * r;
+  }
+  template <typename scalar_t, typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    return dy * (T(2) * relu(x));
+  }
+};
+
 // SiLU keeps eager's formulas exactly, so results match eager bit for bit.
 struct SiluAct {
   template <typename scalar_t, typename T>

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <string>
 #include <string_view>
 
@@ -57,6 +58,10 @@ inline void check_packed(const char* op, const at::Tensor& x) {
 inline void check_approximate(const char* op, std::string_view approximate) {
   TORCH_CHECK_VALUE(approximate == "none" || approximate == "tanh", op, ": approximate must be 'none' or 'tanh', got '",
                     approximate, "'");
+}
+
+inline void check_finite(const char* op, const char* arg, double value) {
+  TORCH_CHECK_VALUE(std::isfinite(value), op, ": ", arg, " must be finite, got ", value);
 }
 
 }  // namespace fused_acts

@@ -24,11 +24,13 @@ namespace fused_acts {
 struct Unary {};
 struct Gated {};
 
-#define FUSED_ACTS_FOR_EACH_OP(X) \
-  X(gelu, Unary, GeluApproximate) \
-  X(silu, Unary, Only<SiluAct>)   \
-  X(mish, Unary, Only<MishAct>)   \
-  X(swiglu, Gated, Only<SiluAct>) \
+#define FUSED_ACTS_FOR_EACH_OP(X)              \
+  X(gelu, Unary, GeluApproximate)              \
+  X(silu, Unary, Only<SiluAct>)                \
+  X(swish, Unary, SwishBeta)                   \
+  X(mish, Unary, Only<MishAct>)                \
+  X(relu_squared, Unary, Only<ReluSquaredAct>) \
+  X(swiglu, Gated, Only<SiluAct>)              \
   X(geglu, Gated, GeluApproximate)
 
 // An op without params, always computing Act.
@@ -50,6 +52,17 @@ struct GeluApproximate {
   static decltype(auto) with_act(const char* op, Fn&& fn, c10::string_view approximate) {
     check_approximate(op, approximate);
     return approximate == "tanh" ? fn(GeluTanhAct{}) : fn(GeluErfAct{});
+  }
+};
+
+// beta, any finite float: x·sigmoid(βx).
+struct SwishBeta {
+  static constexpr const char* kSchema = ", float beta=1.0";
+  using Params = std::tuple<double>;
+  template <typename Fn>
+  static decltype(auto) with_act(const char* op, Fn&& fn, double beta) {
+    check_finite(op, "beta", beta);
+    return fn(SwishAct{beta});
   }
 };
 

@@ -2,6 +2,8 @@
 order as the kernels make them, so that fake tensors (torch.compile, meta)
 fail exactly as real ones do."""
 
+import math
+
 import torch
 
 FLOATING = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -44,8 +46,13 @@ def check_approximate(op, approximate):
         raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got '{approximate}'")
 
 
+def check_finite(op, arg, value):
+    if not math.isfinite(value):
+        raise ValueError(f"{op}: {arg} must be finite, got {value}")
+
+
 # Each param's check (the Select structs of csrc/op_list.h), by its schema name.
-PARAM_CHECKS = {"approximate": check_approximate}
+PARAM_CHECKS = {"approximate": check_approximate, "beta": lambda op, beta: check_finite(op, "beta", beta)}
 
 
 def check_call(op, by_name):

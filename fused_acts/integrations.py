@@ -3,14 +3,14 @@
 patch(model) replaces, in place:
 - activation modules whose function is exactly one of ours: torch.nn.GELU,
   SiLU and Mish, and transformers' GELU (erf), gelu_new, gelu_pytorch_tanh,
-  gelu_fast, SiLU/swish and Mish activations;
+  gelu_fast, SiLU/swish, Mish, quick_gelu and relu2 activations;
 - the activation step of gated FFNs whose forward is, statement for
   statement, one of the forms below (Llama's, Phi-3's packed gate_up_proj,
   and Llama 4's), which then runs as one fused op. The forward's source is
   compared, not the class name: over a hundred transformers architectures
   share these forms (Mistral, Qwen, Gemma, DeepSeek, OLMo, Granite, GLM, ...).
 
-Anything else (QuickGELU, clipped GELUs, a forward that differs in any way)
+Anything else (clipped GELUs, a forward that differs in any way)
 is left alone: a lookalike with a different function would silently change
 the model. So is an activation module with hooks, which would stop firing.
 """
@@ -38,6 +38,8 @@ _HF_ACTIVATIONS = {
     "FastGELUActivation": "gelu_tanh",
     "SiLUActivation": "silu",
     "MishActivation": "mish",
+    "QuickGELUActivation": "quick_gelu",
+    "ReLUSquaredActivation": "relu_squared",
 }
 
 # Gated FFN forwards, each exactly down_proj(act(gate) * up), as source: a
@@ -72,9 +74,10 @@ _ORIGINAL = "_fused_acts_original"
 
 
 def _activation_kind(module):
-    """'gelu', 'gelu_tanh', 'silu' or 'mish' where module computes exactly that,
-    else None. A module with hooks is None too: replacing it, or fusing it
-    into its MLP, would silently stop them firing."""
+    """The activation module computes, where it is exactly one of ours ('gelu',
+    'gelu_tanh', 'silu', 'mish', 'quick_gelu', 'relu_squared'), else None. A
+    module with hooks is None too: replacing it, or fusing it into its MLP,
+    would silently stop them firing."""
     if has_hooks(module):
         return None
     if isinstance(module, (nn.GELU, fnn.GELU)):
@@ -94,6 +97,8 @@ def _fused_activation(kind):
         "gelu_tanh": lambda: fnn.GELU("tanh"),
         "silu": fnn.SiLU,
         "mish": fnn.Mish,
+        "quick_gelu": fnn.QuickGELU,
+        "relu_squared": fnn.ReLUSquared,
     }[kind]()
 
 
@@ -220,7 +225,7 @@ def patch(model: nn.Module, recompute: bool = False) -> dict:
             counts[label] += 1
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, (fnn.GELU, fnn.SiLU, fnn.Mish)):
+            if isinstance(child, (fnn.GELU, fnn.SiLU, fnn.Swish, fnn.Mish, fnn.ReLUSquared)):
                 continue
             kind = _activation_kind(child)
             if kind is None:

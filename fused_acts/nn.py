@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from . import ops
-from ._checks import check_approximate
+from ._checks import check_approximate, check_finite
 from ._recompute import gated_down
 
 
@@ -28,6 +28,38 @@ class SiLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ops.silu(x)
+
+
+class Swish(nn.Module):
+    """``x * sigmoid(beta * x)``; ``Swish(1.0)`` is ``torch.nn.SiLU``."""
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        check_finite(type(self).__name__, "beta", beta)
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.swish(x, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class QuickGELU(Swish):
+    """``x * sigmoid(1.702 * x)``, CLIP's GELU approximation."""
+
+    def __init__(self):
+        super().__init__(1.702)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class ReLUSquared(nn.Module):
+    """``relu(x) ** 2``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.relu_squared(x)
 
 
 class Mish(nn.Module):

@@ -7,7 +7,7 @@ import torch
 
 from . import _fake, _sharding, _vmap  # noqa: F401  (register the ops' Python parts)
 
-__all__ = ["gelu", "silu", "mish", "swiglu", "geglu"]
+__all__ = ["gelu", "silu", "swish", "mish", "relu_squared", "swiglu", "geglu"]
 
 _ops = torch.ops.fused_acts
 
@@ -20,6 +20,17 @@ def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 def silu(x: torch.Tensor) -> torch.Tensor:
     """Same as ``torch.nn.functional.silu``."""
     return _ops.silu(x)
+
+
+def swish(x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """``x * sigmoid(beta * x)``. ``swish(x, 1.0)`` is :func:`silu` bit for bit;
+    ``swish(x, 1.702)`` is QuickGELU (CLIP)."""
+    return _ops.swish(x, beta)
+
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    """``relu(x) ** 2`` (Primer; Nemotron's and nanochat's ``relu2``)."""
+    return _ops.relu_squared(x)
 
 
 def mish(x: torch.Tensor) -> torch.Tensor:

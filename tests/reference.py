@@ -23,10 +23,17 @@ def _gelu_tanh_parts(x):
     return torch.sigmoid(two_u), torch.sigmoid(-two_u), 2 * BETA * (1 + 3 * KAPPA * x * x)
 
 
+QUICK_GELU_BETA = 1.702
+
+
 def ref_forward(name, x):
     x = x.double()
     if name == "silu":
         return x * torch.sigmoid(x)
+    if name == "quick_gelu":
+        return x * torch.sigmoid(QUICK_GELU_BETA * x)
+    if name == "relu_squared":
+        return torch.relu(x) ** 2
     if name == "gelu":
         return x * 0.5 * torch.special.erfc(-x / math.sqrt(2))
     if name == "gelu_tanh":
@@ -41,6 +48,11 @@ def _derivative_terms(name, x):
     x = x.double()
     if name == "silu":
         return torch.sigmoid(x), x * torch.sigmoid(x) * torch.sigmoid(-x)
+    if name == "quick_gelu":
+        u = QUICK_GELU_BETA * x
+        return torch.sigmoid(u), u * torch.sigmoid(u) * torch.sigmoid(-u)
+    if name == "relu_squared":
+        return 2 * torch.relu(x), torch.zeros_like(x)
     if name == "gelu":
         pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return 0.5 * torch.special.erfc(-x / math.sqrt(2)), x * pdf
@@ -67,6 +79,13 @@ def ref_derivative_terms(name, x):
     return first.abs() + second.abs()
 
 
+def rounded_once(x, fn):
+    """fn(x) computed in float for a 16-bit x and rounded once to its dtype."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return fn(x.float()).to(x.dtype)
+    return fn(x)
+
+
 class Case(NamedTuple):
     """One activation as the tests exercise it: fused_acts' function, eager
     PyTorch's, and the op family (csrc/op_list.h) it runs."""
@@ -82,6 +101,16 @@ UNARY = {
     "gelu": Case(fused_acts.gelu, F.gelu, "gelu"),
     "gelu_tanh": Case(lambda x: fused_acts.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh"), "gelu"),
     "mish": Case(fused_acts.mish, F.mish, "mish"),
+    # transformers' QuickGELU, x * sigmoid(1.702 * x), but in float and rounded
+    # once, as ATen's own activation kernels are: in a 16-bit dtype those
+    # three ops round three times, and the gradient near its zero crossing
+    # then differs from any single rounding by an ulp of its terms.
+    "quick_gelu": Case(
+        lambda x: fused_acts.swish(x, QUICK_GELU_BETA),
+        lambda x: rounded_once(x, lambda t: t * torch.sigmoid(QUICK_GELU_BETA * t)),
+        "swish",
+    ),
+    "relu_squared": Case(fused_acts.relu_squared, lambda x: torch.square(F.relu(x)), "relu_squared"),
 }
 
 # The gated activations: fused(gate, up=None) (None: gate is packed gate‖up), eager(gate, up).

@@ -100,6 +100,14 @@ def test_silu_matches_eager_bit_for_bit(dtype):
 
 
 @pytest.mark.cpu_builds
+def test_swish_with_beta_1_is_silu_bit_for_bit(device, dtype):
+    x = make_input((64, 257), "contiguous", device, dtype, scale=10.0)
+    g = make_input((64, 257), "contiguous", device, dtype)
+    assert same_bits(fused_acts.swish(x, 1.0), fused_acts.silu(x))
+    assert same_bits(torch.ops.fused_acts.swish_backward(g, x, 1.0), torch.ops.fused_acts.silu_backward(g, x))
+
+
+@pytest.mark.cpu_builds
 @pytest.mark.parametrize("name", GATED)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_gated_non_contiguous(name, layout, device, dtype):
@@ -189,6 +197,9 @@ MODULES = {
     "GELU_tanh": (fnn.GELU("tanh"), "GELU(approximate='tanh')", torch.nn.GELU("tanh")),
     "SiLU": (fnn.SiLU(), "SiLU()", torch.nn.SiLU()),
     "Mish": (fnn.Mish(), "Mish()", torch.nn.Mish()),
+    "Swish": (fnn.Swish(0.5), "Swish(beta=0.5)", lambda x: x * torch.sigmoid(0.5 * x)),
+    "QuickGELU": (fnn.QuickGELU(), "QuickGELU()", lambda x: x * torch.sigmoid(1.702 * x)),
+    "ReLUSquared": (fnn.ReLUSquared(), "ReLUSquared()", lambda x: torch.relu(x) ** 2),
     "SwiGLU": (fnn.SwiGLU(), "SwiGLU()", lambda x: F.silu(x[:, :5]) * x[:, 5:]),
     "GeGLU_tanh": (
         fnn.GeGLU("tanh"),

@@ -79,6 +79,18 @@ def bad_inputs():
         "geglu: approximate must be 'none' or 'tanh', got 'exact'",
     )
     yield (
+        "swish-beta",
+        lambda d: fused_acts.swish(rand(d, 3, 4), float("inf")),
+        ValueError,
+        "swish: beta must be finite, got inf",
+    )
+    yield (
+        "swish_backward-beta",
+        lambda d: torch.ops.fused_acts.swish_backward(rand(d, 3, 4), rand(d, 3, 4), float("nan")),
+        ValueError,
+        "swish_backward: beta must be finite, got nan",
+    )
+    yield (
         "silu_backward-shapes",
         lambda d: torch.ops.fused_acts.silu_backward(rand(d, 3, 5), rand(d, 3, 4)),
         ValueError,
@@ -139,6 +151,11 @@ def test_no_work_on_bad_input():
 def test_modules_check_approximate(module):
     with pytest.raises(ValueError, match=f"{module.__name__}: approximate must be 'none' or 'tanh', got 'exact'"):
         module("exact")
+
+
+def test_swish_module_checks_beta():
+    with pytest.raises(ValueError, match="Swish: beta must be finite, got inf"):
+        fnn.Swish(float("inf"))
 
 
 def run_python(script, **variables):

@@ -88,6 +88,20 @@ def test_gated_mlp_recognised_by_its_forward():
         assert type(model) is cls
 
 
+def test_transformers_activations_are_replaced():
+    """Each transformers activation that computes exactly one of ours, by its ACT2FN name."""
+    transformers = pytest.importorskip("transformers")
+    expected = {"gelu": "GELU", "gelu_new": "GELU", "gelu_pytorch_tanh": "GELU", "gelu_fast": "GELU",
+                "silu": "SiLU", "mish": "Mish", "quick_gelu": "QuickGELU", "relu2": "ReLUSquared"}  # fmt: skip
+    x = torch.randn(4, 33) * 4
+    for name, label in expected.items():
+        model = nn.Sequential(transformers.activations.ACT2FN[name])
+        ref = model(x)
+        assert fused_acts.patch(model) == {label: 1}, name
+        torch.testing.assert_close(model(x), ref, msg=name)
+        assert fused_acts.unpatch(model) == {label: 1} and torch.equal(model(x), ref)
+
+
 def test_activations_with_hooks_are_left_alone():
     """A hook on an activation module still fires after patch(): that module
     is neither replaced nor fused into its MLP."""

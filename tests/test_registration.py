@@ -13,14 +13,14 @@ import fused_acts
 from fused_acts._op_list import FORWARD_OPS, OPS
 
 # The values each param takes in the sample calls.
-PARAM_VALUES = {"approximate": ["none", "tanh"]}
+PARAM_VALUES = {"approximate": ["none", "tanh"], "beta": [1.0, 1.702]}
 
 
 def sample_calls():
     """(id, op, params) for each op and each combination of its params' values."""
     for op in OPS.values():
         for params in itertools.product(*(PARAM_VALUES[p] for p in op.params)):
-            yield pytest.param(op, params, id="-".join([op.name, *params]))
+            yield pytest.param(op, params, id="-".join([op.name, *map(str, params)]))
 
 
 def sample_args(op, params, device):

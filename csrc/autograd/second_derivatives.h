@@ -45,6 +45,19 @@ inline at::Tensor second_derivative(SiluAct, const at::Tensor& x_in) {
   return s * one_minus_s * (2 + x * (one_minus_s - s));
 }
 
+// f = x·s with s = sigmoid(u), u = βx: f'' = β·s(1 − s)·(2 + u(1 − 2s)).
+inline at::Tensor second_derivative(SwishAct act, const at::Tensor& x_in) {
+  const at::Tensor u = act.beta * capped(x_in);
+  const at::Tensor s = at::sigmoid(u), one_minus_s = at::sigmoid(-u);
+  return act.beta * s * one_minus_s * (2 + u * (one_minus_s - s));
+}
+
+// 2 where x > 0, else 0; and 2 at nan, as eager's relu backward gives
+// (it zeroes where x <= 0, which nan is not).
+inline at::Tensor second_derivative(ReluSquaredAct, const at::Tensor& x) {
+  return 2 * at::logical_not(x <= 0).to(x.scalar_type());
+}
+
 // With t = tanh(softplus(x)) and s = sigmoid(x): t' = (1 − t²)·s, and
 // mish'' = (1 − t²)·s·(2 + x·(1 − s − 2ts)); 1 − t² as sech², which keeps
 // its precision where t → 1.
