@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import fused_acts
+from benchmarks.ffn import saved_bytes
 from fused_acts import nn as fnn
 
 
@@ -151,8 +152,8 @@ def test_swiglu_ffn_recompute(bias):
         results.append([out, xi.grad, *(p.grad for p in module.parameters())])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
-    kept = saved_activation_bytes(lean, lambda: lean(x))
-    assert kept <= (x.numel() + 3 * 5 * 80) * 4 * 1.05 < saved_activation_bytes(ffn, lambda: ffn(x))
+    kept = saved_bytes(lean, x)
+    assert kept <= (x.numel() + 3 * 5 * 80) * 4 * 1.05 < saved_bytes(ffn, x)
 
 
 def test_swiglu_ffn_loads_separate_checkpoint():
@@ -274,13 +275,22 @@ def loss_and_grads(model, ids):
     return out.logits.detach(), out.loss.detach(), grads
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_patched_model_matches_and_unpatch_restores(name):
+# The models patched with recompute=True too: separate gate and up, and packed (Phi-3).
+RECOMPUTE_MODELS = ["llama", "qwen2", "phi3"]
+
+
+@pytest.mark.parametrize(
+    "name, recompute",
+    [pytest.param(name, False, id=name) for name in MODELS]
+    + [pytest.param(name, True, id=f"{name}-recompute") for name in RECOMPUTE_MODELS],
+)
+def test_patched_model_matches_and_unpatch_restores(name, recompute):
     model, ids = build(name)
     model.eval()  # no dropout: runs must be comparable
     ref_logits, ref_loss, ref_grads = loss_and_grads(model, ids)
-    assert fused_acts.patch(model) == MODELS[name][2]
-    assert fused_acts.patch(model) == {}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert fused_acts.patch(model, recompute=recompute) == MODELS[name][2]
+    assert fused_acts.patch(model, recompute=recompute) == {}
     with torch.profiler.profile() as prof:
         logits, loss, grads = loss_and_grads(model, ids)
     fused_events = [e.name for e in prof.events() if e.name.startswith("fused_acts::")]
@@ -289,6 +299,7 @@ def test_patched_model_matches_and_unpatch_restores(name):
     for n in ref_grads:
         torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)
     fused_acts.unpatch(model)
+    assert state.keys() == model.state_dict().keys()
     restored_logits, _, restored_grads = loss_and_grads(model, ids)
     assert torch.equal(restored_logits, ref_logits)
     assert all(torch.equal(restored_grads[n], ref_grads[n]) for n in ref_grads)
@@ -332,45 +343,6 @@ def test_patched_model_survives_deepcopy_and_compile():
     torch.testing.assert_close(compiled(x), mlp(x))
 
 
-def saved_activation_bytes(module, run):
-    """Bytes autograd keeps for backward over run(), each storage once, parameters excluded."""
-    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    seen = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        run()
-    return sum(seen.values())
-
-
-# name -> the MLP of its first layer, and whether gate and up come packed.
-RECOMPUTE_MODELS = {"llama": False, "qwen2": False, "phi3": True}
-
-
-@pytest.mark.parametrize("name", RECOMPUTE_MODELS)
-def test_recompute_matches_and_trains(name):
-    model, ids = build(name)
-    model.eval()
-    ref_logits, ref_loss, ref_grads = loss_and_grads(model, ids)
-    assert fused_acts.patch(model, recompute=True) == MODELS[name][2]
-    assert fused_acts.patch(model, recompute=True) == {}
-    with torch.profiler.profile() as prof:
-        logits, loss, grads = loss_and_grads(model, ids)
-    assert any(e.name.startswith("fused_acts::swiglu") for e in prof.events())
-    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
-    for n in ref_grads:
-        torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    fused_acts.unpatch(model)
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    assert torch.equal(loss_and_grads(model, ids)[0], ref_logits)
-
-
 @pytest.mark.parametrize("name", RECOMPUTE_MODELS)
 def test_recompute_keeps_only_input_gate_and_up(name):
     """Saved for backward per FFN: its input and gate and up (gate‖up), not h."""
@@ -380,9 +352,9 @@ def test_recompute_keeps_only_input_gate_and_up(name):
     hidden = 64
     inputs_gate_up = (x.numel() + 2 * 2 * 12 * hidden) * 4
     fused_acts.patch(mlp)
-    fused = saved_activation_bytes(mlp, lambda: mlp(x))
+    fused = saved_bytes(mlp, x)
     fused_acts.patch(mlp, recompute=True)
-    recompute = saved_activation_bytes(mlp, lambda: mlp(x))
+    recompute = saved_bytes(mlp, x)
     assert recompute <= inputs_gate_up * 1.05 < fused, (recompute, inputs_gate_up, fused)
 
 

@@ -51,12 +51,16 @@ struct Family {
   using Params = std::tuple<Owned<P>...>;
   static constexpr size_t kNumParams = sizeof...(P);
 
-  static c10::IValue keep(const P&... params) { return c10::ivalue::Tuple::create({c10::IValue(Owned<P>(params))...}); }
-  static Params kept(AutogradContext* ctx) {
-    return kept(ctx->saved_data.at("params"), std::index_sequence_for<P...>{});
+  // What backward needs: the tensors, and the params in one IValue tuple.
+  static void save(AutogradContext* ctx, variable_list tensors, const P&... params) {
+    ctx->save_for_backward(std::move(tensors));
+    ctx->saved_data["params"] = c10::ivalue::Tuple::create({c10::IValue(Owned<P>(params))...});
+  }
+  static Params saved_params(AutogradContext* ctx) {
+    return saved_params(ctx->saved_data.at("params"), std::index_sequence_for<P...>{});
   }
   template <size_t... I>
-  static Params kept(const c10::IValue& tuple, std::index_sequence<I...>) {
+  static Params saved_params(const c10::IValue& tuple, std::index_sequence<I...>) {
     const auto& values = tuple.toTupleRef().elements();
     return Params{values[I].template to<Owned<P>>()...};
   }
@@ -91,14 +95,13 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
   struct Forward : torch::autograd::Function<Forward> {
     static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      ctx->save_for_backward({x});
-      ctx->saved_data["params"] = F::keep(params...);
+      F::save(ctx, {x}, params...);
       return forward_op().call(x, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
       const Tensor x = ctx->get_saved_variables()[0];
       return std::apply([&](const auto&... p) { return F::with_param_grads({backward_op().call(grads[0], x, p...)}); },
-                        F::kept(ctx));
+                        F::saved_params(ctx));
     }
   };
 
@@ -106,8 +109,7 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
   struct Backward : torch::autograd::Function<Backward> {
     static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      ctx->save_for_backward({grad, x});
-      ctx->saved_data["params"] = F::keep(params...);
+      F::save(ctx, {grad, x}, params...);
       return backward_op().call(grad, x, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -120,7 +122,7 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
             const Tensor d_x = grad_of_dx * grad * F::second(x, p...);
             return F::with_param_grads({d_grad.to(dtype), d_x.to(dtype)});
           },
-          F::kept(ctx));
+          F::saved_params(ctx));
     }
   };
 
@@ -185,8 +187,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   struct Forward : torch::autograd::Function<Forward> {
     static Tensor forward(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      ctx->save_for_backward({gate, up});
-      ctx->saved_data["params"] = F::keep(params...);
+      F::save(ctx, {gate, up}, params...);
       return forward_op().call(gate, up, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -196,22 +197,21 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
             auto [grad_gate, grad_up] = backward_op().call(grads[0], saved[0], saved[1], p...);
             return F::with_param_grads({grad_gate, grad_up});
           },
-          F::kept(ctx));
+          F::saved_params(ctx));
     }
   };
 
   struct PackedForward : torch::autograd::Function<PackedForward> {
     static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      ctx->save_for_backward({x});
-      ctx->saved_data["params"] = F::keep(params...);
+      F::save(ctx, {x}, params...);
       return packed_forward_op().call(x, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
       const Tensor x = ctx->get_saved_variables()[0];
       return std::apply(
           [&](const auto&... p) { return F::with_param_grads({packed_backward_op().call(grads[0], x, p...)}); },
-          F::kept(ctx));
+          F::saved_params(ctx));
     }
   };
 
@@ -219,8 +219,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     static variable_list forward(AutogradContext* ctx, const Tensor& grad, const Tensor& gate, const Tensor& up,
                                  P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      ctx->save_for_backward({grad, gate, up});
-      ctx->saved_data["params"] = F::keep(params...);
+      F::save(ctx, {grad, gate, up}, params...);
       auto [grad_gate, grad_up] = backward_op().call(grad, gate, up, params...);
       return {grad_gate, grad_up};
     }
@@ -233,7 +232,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
                                                       opmath(grads[0]), opmath(grads[1]), p...);
             return F::with_param_grads({d_grad.to(dtype), d_gate.to(dtype), d_up.to(dtype)});
           },
-          F::kept(ctx));
+          F::saved_params(ctx));
     }
   };
 
@@ -241,8 +240,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   struct PackedBackward : torch::autograd::Function<PackedBackward> {
     static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      ctx->save_for_backward({grad, x});
-      ctx->saved_data["params"] = F::keep(params...);
+      F::save(ctx, {grad, x}, params...);
       return packed_backward_op().call(grad, x, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -255,7 +253,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
                                                       std::get<0>(grad_of_dx), std::get<1>(grad_of_dx), p...);
             return F::with_param_grads({d_grad.to(dtype), at::cat({d_gate, d_up}, -1).to(dtype)});
           },
-          F::kept(ctx));
+          F::saved_params(ctx));
     }
   };
 
