@@ -239,6 +239,8 @@ MODELS = {
         "Llama4ForCausalLM",
         {"SwiGLU": 2, "SiLU": 3},
     ),
+    # ReLU² (relu2): only the activation module; its MLP has no gate.
+    "nemotron": (lambda: transformers.NemotronConfig(**TINY), "NemotronForCausalLM", {"ReLUSquared": 2}),
     "gpt2": (
         lambda: transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
         "GPT2LMHeadModel",
@@ -329,6 +331,34 @@ def test_patched_model_trains(name):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_patched_clip_text_model_matches_and_unpatch_restores():
+    """CLIP's text tower uses QuickGELU: fused, its outputs and gradients are eager's."""
+    config = transformers.CLIPTextConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.CLIPTextModel(config).eval()
+    ids = torch.randint(3, 128, (2, 12), generator=torch.Generator().manual_seed(1))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(input_ids=ids).last_hidden_state
+        out.pow(2).mean().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref_out, ref_grads = run()
+    assert fused_acts.patch(model) == {"QuickGELU": 2}
+    with torch.profiler.profile() as prof:
+        out, grads = run()
+    assert any(e.name.startswith("fused_acts::swish") for e in prof.events())
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)
+    fused_acts.unpatch(model)
+    assert torch.equal(run()[0], ref_out)
 
 
 def test_patched_model_survives_deepcopy_and_compile():
