@@ -38,24 +38,24 @@ class OpInfo:
     def backward(self):
         return self.name.endswith("_backward")
 
-    @property
+    @cached_property
     def kind(self):
         """ "unary", "gated" (separate gate and up) or "packed" (one gate‖up tensor)."""
         if "_packed" in self.name:
             return "packed"
         return "gated" if "gate" in self.tensors else "unary"
 
-    @property
+    @cached_property
     def tensors(self):
         """The tensor arguments' names, in order: ("grad", "gate", "up")."""
         return tuple(a.name for a in self.schema.arguments if isinstance(a.type, torch.TensorType))
 
-    @property
+    @cached_property
     def params(self):
         """The other arguments' names, in order: ("approximate",)."""
         return tuple(a.name for a in self.schema.arguments if not isinstance(a.type, torch.TensorType))
 
-    @property
+    @cached_property
     def num_outputs(self):
         return len(self.schema.returns)
 

@@ -7,28 +7,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops
-
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _OPS = torch.ops.fused_acts
 
 
-def gated(kind, gate, up=None):
-    """act(gate) * up as one fused op (up=None: gate is packed gate‖up); kind
-    is 'silu', 'gelu' or 'gelu_tanh'."""
+def _family(kind):
+    """The gated op family that applies kind ('silu', 'gelu' or 'gelu_tanh')
+    to the gate, and its params."""
     if kind == "silu":
-        return ops.swiglu(gate, up)
-    return ops.geglu(gate, up, "tanh" if kind == "gelu_tanh" else "none")
+        return "swiglu", ()
+    return "geglu", ("tanh" if kind == "gelu_tanh" else "none",)
+
+
+def gated(kind, gate, up=None):
+    """act(gate) * up as one fused op (up=None: gate is packed gate‖up)."""
+    family, params = _family(kind)
+    if up is None:
+        return getattr(_OPS, f"{family}_packed")(gate, *params)
+    return getattr(_OPS, family)(gate, up, *params)
 
 
 def _gated_backward(kind, grad, gate, up):
     """The gradients of gated(kind, gate, up): (grad_gate, grad_up), or the packed one."""
-    if kind == "silu":
-        return (_OPS.swiglu_packed_backward(grad, gate),) if up is None else _OPS.swiglu_backward(grad, gate, up)
-    approximate = "tanh" if kind == "gelu_tanh" else "none"
+    family, params = _family(kind)
     if up is None:
-        return (_OPS.geglu_packed_backward(grad, gate, approximate),)
-    return _OPS.geglu_backward(grad, gate, up, approximate)
+        return (getattr(_OPS, f"{family}_packed_backward")(grad, gate, *params),)
+    return getattr(_OPS, f"{family}_backward")(grad, gate, up, *params)
 
 
 class _GatedDown(torch.autograd.Function):
