@@ -15,7 +15,7 @@ import fused_acts
 class Case:
     fused: Callable
     eager: Callable
-    inputs: str  # "unary" (x), "gated" (gate, up) or "packed" (one gate‖up tensor)
+    inputs: str  # "unary" (x), "gated" (gate, up) or "packed" (one tensor holding gate and up)
 
 
 def eager_swiglu(gate, up):
@@ -24,6 +24,15 @@ def eager_swiglu(gate, up):
 
 def eager_geglu(gate, up):
     return F.gelu(gate) * up
+
+
+def eager_gpt_oss_gate(gate_up, alpha=1.702, limit=7.0):
+    """GPT-OSS's experts' _apply_gate, as transformers writes it."""
+    gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+    gate = gate.clamp(min=None, max=limit)
+    up = up.clamp(min=-limit, max=limit)
+    glu = gate * torch.sigmoid(gate * alpha)
+    return (up + 1) * glu
 
 
 def packed(eager_gated):
@@ -42,6 +51,9 @@ CASES = {
     "swiglu_packed": Case(fused_acts.swiglu, packed(eager_swiglu), "packed"),
     "geglu": Case(fused_acts.geglu, eager_geglu, "gated"),
     "geglu_packed": Case(fused_acts.geglu, packed(eager_geglu), "packed"),
+    "clamped_swiglu_interleaved": Case(
+        lambda x: fused_acts.clamped_swiglu(x, interleaved=True), eager_gpt_oss_gate, "packed"
+    ),
 }
 OPS = list(CASES)
 MODES = ["fwd", "bwd", "fwdbwd"]

@@ -49,10 +49,10 @@ inline void check_same(const char* op, const char* a_name, const at::Tensor& a, 
   check_same_device(op, a_name, a, b_name, b);
 }
 
-inline void check_packed(const char* op, const at::Tensor& x) {
+inline void check_packed(const char* op, const at::Tensor& x, bool interleaved) {
   check_floating(op, "x", x);
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) % 2 == 0, op,
-                    ": packed x must have an even last dim (gate‖up), got shape ", shape_str(x.sizes()));
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) % 2 == 0, op, ": packed x must have an even last dim (",
+                    interleaved ? "gate and up interleaved" : "gate‖up", "), got shape ", shape_str(x.sizes()));
 }
 
 inline void check_approximate(const char* op, std::string_view approximate) {
@@ -62,6 +62,10 @@ inline void check_approximate(const char* op, std::string_view approximate) {
 
 inline void check_finite(const char* op, const char* arg, double value) {
   TORCH_CHECK_VALUE(std::isfinite(value), op, ": ", arg, " must be finite, got ", value);
+}
+
+inline void check_positive(const char* op, const char* arg, double value) {
+  TORCH_CHECK_VALUE(value > 0, op, ": ", arg, " must be positive, got ", value);
 }
 
 }  // namespace fused_acts

@@ -2,9 +2,12 @@
 // shared by the CPU and CUDA engines. Each holds the activation it applies
 // and maps kIn opmath values (scalars or SIMD vectors) to kOut values;
 // scalar_t is the storage dtype, needed where eager rounds an intermediate
-// to it.
+// to it. kInterleaved names the operands that pair up (elementwise_args.h)
+// when a packed gate and up are interleaved.
 #pragma once
 
+#include "activations.h"
+#include "elementwise_args.h"
 #include "math.h"
 
 #include <c10/macros/Macros.h>
@@ -14,6 +17,7 @@ namespace fused_acts {
 template <typename Act, typename scalar_t>
 struct UnaryForward {
   static constexpr int kIn = 1, kOut = 1;
+  static constexpr Pairs kInterleaved{};
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
@@ -25,6 +29,7 @@ struct UnaryForward {
 template <typename Act, typename scalar_t>
 struct UnaryBackward {
   static constexpr int kIn = 2, kOut = 1;
+  static constexpr Pairs kInterleaved{};
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
@@ -33,14 +38,16 @@ struct UnaryBackward {
 };
 
 // in: gate, up. Eager rounds act(gate) to the storage dtype before the
-// multiply; so do we, to give the same result.
+// multiply; so do we, to give the same result. up enters as gated_up maps it
+// (activations.h): as it is but for GPT-OSS's clamp.
 template <typename Act, typename scalar_t>
 struct GatedForward {
   static constexpr int kIn = 2, kOut = 1;
+  static constexpr Pairs kInterleaved{0, -1};
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
-    out[0] = Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(in[0])) * in[1];
+    out[0] = Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(in[0])) * gated_up(act, in[1]);
   }
 };
 
@@ -50,12 +57,14 @@ struct GatedForward {
 template <typename Act, typename scalar_t>
 struct GatedBackward {
   static constexpr int kIn = 3, kOut = 2;
+  static constexpr Pairs kInterleaved{1, 0};
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
     const T dy = in[0], gate = in[1], up = in[2];
-    out[0] = act.template backward<scalar_t>(dy * up, gate);
-    out[1] = dy * Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(gate));
+    out[0] = act.template backward<scalar_t>(dy * gated_up(act, up), gate);
+    const T act_gate = Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(gate));
+    out[1] = gated_up_backward(act, dy * act_gate, up);
   }
 };
 

@@ -43,22 +43,30 @@ struct OpKernels {
     return grad_x;
   }
 
-  // out and the gradients may be views (the halves of a packed tensor).
+  // out and the gradients may be views (the halves of a packed tensor);
+  // interleaved: gate and up, and the gradients, pair up (elementwise_args.h).
   template <typename Act>
-  static void gated_forward_into(Act act, const Tensor& gate, const Tensor& up, const Tensor& out) {
+  static void gated_forward_into(Act act, const Tensor& gate, const Tensor& up, const Tensor& out,
+                                 bool interleaved = false) {
     if (out.numel() == 0) return;
     Tensor in[2] = {gate, up};
-    const auto args = make_elementwise_args<2, 1>(in, {out});
+    const auto args = make_elementwise_args<2, 1>(in, {out}, pairs<GatedForward<Act, float>>(interleaved));
     Backend::template launch<GatedForward>(act, args, gate);
   }
 
   template <typename Act>
   static void gated_backward_into(Act act, const Tensor& grad, const Tensor& gate, const Tensor& up,
-                                  const Tensor& grad_gate, const Tensor& grad_up) {
+                                  const Tensor& grad_gate, const Tensor& grad_up, bool interleaved = false) {
     if (grad.numel() == 0) return;
     Tensor in[3] = {grad, gate, up};
-    const auto args = make_elementwise_args<3, 2>(in, {grad_gate, grad_up});
+    const auto args =
+        make_elementwise_args<3, 2>(in, {grad_gate, grad_up}, pairs<GatedBackward<Act, float>>(interleaved));
     Backend::template launch<GatedBackward>(act, args, gate);
+  }
+
+  template <typename Functor>
+  static Pairs pairs(bool interleaved) {
+    return interleaved ? Functor::kInterleaved : Pairs{};
   }
 
   template <typename Act>
@@ -80,29 +88,33 @@ struct OpKernels {
     return {grad_gate, grad_up};
   }
 
-  static std::tuple<Tensor, Tensor> packed_halves(const Tensor& x) {
+  // gate‖up, or gate and up alternating. Interleaved halves are views with
+  // element stride 2, which the engines read as pairs, given a row stride.
+  static std::tuple<Tensor, Tensor> packed_halves(const Tensor& x, bool interleaved) {
     const int64_t half = x.size(-1) / 2;
-    return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
+    if (!interleaved) return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
+    const Tensor rows = row_stride_of(x).has_value() ? x : x.contiguous();
+    return {rows.slice(-1, 0, 2 * half, 2), rows.slice(-1, 1, 2 * half, 2)};
   }
 
   template <typename Act>
-  static Tensor gated_packed_forward(const char* op, Act act, const Tensor& x) {
-    check_packed(op, x);
-    auto [gate, up] = packed_halves(x);
+  static Tensor gated_packed_forward(const char* op, Act act, const Tensor& x, bool interleaved) {
+    check_packed(op, x, interleaved);
+    auto [gate, up] = packed_halves(x, interleaved);
     Tensor out = at::empty(gate.sizes(), x.options());
-    gated_forward_into(act, gate, up, out);
+    gated_forward_into(act, gate, up, out, interleaved);
     return out;
   }
 
   // The gradient is one packed tensor whose halves the kernel writes in place.
   template <typename Act>
-  static Tensor gated_packed_backward(const char* op, Act act, const Tensor& grad, const Tensor& x) {
-    check_packed(op, x);
-    auto [gate, up] = packed_halves(x);
+  static Tensor gated_packed_backward(const char* op, Act act, const Tensor& grad, const Tensor& x, bool interleaved) {
+    check_packed(op, x, interleaved);
+    auto [gate, up] = packed_halves(x, interleaved);
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
-    auto [grad_gate, grad_up] = packed_halves(grad_x);
-    gated_backward_into(act, grad, gate, up, grad_gate, grad_up);
+    auto [grad_gate, grad_up] = packed_halves(grad_x, interleaved);
+    gated_backward_into(act, grad, gate, up, grad_gate, grad_up, interleaved);
     return grad_x;
   }
 };
@@ -144,13 +156,14 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
     return Op::Select::with_act(
         Op::kBackward, [&](auto act) { return K::gated_backward(Op::kBackward, act, grad, gate, up); }, params...);
   }
-  static Tensor packed_forward(const Tensor& x, P... params) {
+  static Tensor packed_forward(const Tensor& x, P... params, bool interleaved) {
     return Op::Select::with_act(
-        Op::kName, [&](auto act) { return K::gated_packed_forward(Op::kName, act, x); }, params...);
+        Op::kName, [&](auto act) { return K::gated_packed_forward(Op::kName, act, x, interleaved); }, params...);
   }
-  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params) {
+  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
     return Op::Select::with_act(
-        Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x); }, params...);
+        Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x, interleaved); },
+        params...);
   }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));

@@ -4,8 +4,9 @@
 //          name_backward(Tensor grad, Tensor x, <params>) -> Tensor
 //   Gated  name(Tensor gate, Tensor up, <params>) -> Tensor
 //          name_backward(Tensor grad, Tensor gate, Tensor up, <params>) -> (Tensor, Tensor)
-//          name_packed(Tensor x, <params>) -> Tensor, x's last dim being gate‖up
-//          name_packed_backward(Tensor grad, Tensor x, <params>) -> Tensor
+//          name_packed(Tensor x, <params>, bool interleaved=False) -> Tensor,
+//            x's last dim being gate‖up, or gate and up alternating
+//          name_packed_backward(Tensor grad, Tensor x, <params>, bool interleaved=False) -> Tensor
 // Select says what <params> are and picks the activation (activations.h)
 // from their values. schemas.cpp defines the schemas from this list,
 // op_kernels.h registers every backend's kernels from it, and fused_acts/
@@ -31,7 +32,8 @@ struct Gated {};
   X(mish, Unary, Only<MishAct>)                \
   X(relu_squared, Unary, Only<ReluSquaredAct>) \
   X(swiglu, Gated, Only<SiluAct>)              \
-  X(geglu, Gated, GeluApproximate)
+  X(geglu, Gated, GeluApproximate)             \
+  X(clamped_swiglu, Gated, ClampedSwishParams)
 
 // An op without params, always computing Act.
 template <typename Act>
@@ -63,6 +65,18 @@ struct SwishBeta {
   static decltype(auto) with_act(const char* op, Fn&& fn, double beta) {
     check_finite(op, "beta", beta);
     return fn(SwishAct{beta});
+  }
+};
+
+// GPT-OSS's alpha (any finite float) and limit (positive).
+struct ClampedSwishParams {
+  static constexpr const char* kSchema = ", float alpha=1.702, float limit=7.0";
+  using Params = std::tuple<double, double>;
+  template <typename Fn>
+  static decltype(auto) with_act(const char* op, Fn&& fn, double alpha, double limit) {
+    check_finite(op, "alpha", alpha);
+    check_positive(op, "limit", limit);
+    return fn(ClampedSwishAct{alpha, limit});
   }
 };
 

@@ -24,8 +24,9 @@ void define_schemas(torch::Library& m, Op, Gated) {
   const std::string name = Op::kName, params = Op::Select::kSchema;
   define(m, name + "(Tensor gate, Tensor up" + params + ") -> Tensor");
   define(m, name + "_backward(Tensor grad, Tensor gate, Tensor up" + params + ") -> (Tensor, Tensor)");
-  define(m, name + "_packed(Tensor x" + params + ") -> Tensor");
-  define(m, name + "_packed_backward(Tensor grad, Tensor x" + params + ") -> Tensor");
+  const std::string packed_params = params + ", bool interleaved=False";
+  define(m, name + "_packed(Tensor x" + packed_params + ") -> Tensor");
+  define(m, name + "_packed_backward(Tensor grad, Tensor x" + packed_params + ") -> Tensor");
 }
 
 }  // namespace

@@ -2,7 +2,19 @@
 
 from . import nn
 from .integrations import patch, unpatch
-from .ops import geglu, gelu, mish, relu_squared, silu, swiglu, swish
+from .ops import clamped_swiglu, geglu, gelu, mish, relu_squared, silu, swiglu, swish
 
-__all__ = ["gelu", "silu", "swish", "mish", "relu_squared", "swiglu", "geglu", "nn", "patch", "unpatch"]
+__all__ = [
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "relu_squared",
+    "swiglu",
+    "geglu",
+    "clamped_swiglu",
+    "nn",
+    "patch",
+    "unpatch",
+]
 __version__ = "0.1.0"

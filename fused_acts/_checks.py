@@ -1,6 +1,6 @@
-"""Input checks, message for message those of csrc/checks.h, in the same
-order as the kernels make them, so that fake tensors (torch.compile, meta)
-fail exactly as real ones do."""
+"""Input checks, message for message those of csrc/checks.h (floats printed
+as C++ prints them, %g), in the same order as the kernels make them, so
+that fake tensors (torch.compile, meta) fail exactly as real ones do."""
 
 import math
 
@@ -35,10 +35,11 @@ def check_same(op, a_name, a, b_name, b):
         raise RuntimeError(f"{op}: {a_name} and {b_name} must be on the same device, got {a.device} and {b.device}")
 
 
-def check_packed(op, x):
+def check_packed(op, x, interleaved=False):
     check_floating(op, "x", x)
     if x.dim() < 1 or x.shape[-1] % 2 != 0:
-        raise ValueError(f"{op}: packed x must have an even last dim (gate‖up), got shape {list(x.shape)}")
+        layout = "gate and up interleaved" if interleaved else "gate‖up"
+        raise ValueError(f"{op}: packed x must have an even last dim ({layout}), got shape {list(x.shape)}")
 
 
 def check_approximate(op, approximate):
@@ -48,11 +49,22 @@ def check_approximate(op, approximate):
 
 def check_finite(op, arg, value):
     if not math.isfinite(value):
-        raise ValueError(f"{op}: {arg} must be finite, got {value}")
+        raise ValueError(f"{op}: {arg} must be finite, got {value:g}")
+
+
+def check_positive(op, arg, value):
+    if not value > 0:
+        raise ValueError(f"{op}: {arg} must be positive, got {value:g}")
 
 
 # Each param's check (the Select structs of csrc/op_list.h), by its schema name.
-PARAM_CHECKS = {"approximate": check_approximate, "beta": lambda op, beta: check_finite(op, "beta", beta)}
+PARAM_CHECKS = {
+    "approximate": check_approximate,
+    "beta": lambda op, beta: check_finite(op, "beta", beta),
+    "alpha": lambda op, alpha: check_finite(op, "alpha", alpha),
+    "limit": lambda op, limit: check_positive(op, "limit", limit),
+    "interleaved": lambda op, interleaved: None,
+}
 
 
 def check_call(op, by_name):
@@ -71,7 +83,7 @@ def check_call(op, by_name):
         if op.backward:
             check_same(name, "grad", by_name["grad"], "gate", by_name["gate"])
     else:
-        check_packed(name, by_name["x"])
+        check_packed(name, by_name["x"], by_name["interleaved"])
         if op.backward:
             gate = by_name["x"].chunk(2, dim=-1)[0]
             check_same(name, "grad", by_name["grad"], "gate", gate)

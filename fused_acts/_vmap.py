@@ -13,14 +13,14 @@ def _register(op):
     num_outputs = op.num_outputs
     out_dims = 0 if num_outputs == 1 else (0,) * num_outputs
 
-    def batched(info, in_dims, *args):
+    def batched(info, in_dims, *args, **kwargs):
         if op.kind == "packed":
             # x, the last tensor, is checked per sample: a batch of 0-dim
             # samples would otherwise pass as one packed last dim.
             x, x_dim = [(a, d) for a, d in zip(args, in_dims) if isinstance(a, torch.Tensor)][-1]
             if x_dim is not None:
                 x = torch.empty(x.shape[:x_dim] + x.shape[x_dim + 1 :], dtype=x.dtype, device="meta")
-            check_packed(op.check_name, x)
+            check_packed(op.check_name, x, op.bind(args, kwargs)["interleaved"])
         args = [
             a.movedim(d, 0)
             if d is not None
@@ -29,7 +29,7 @@ def _register(op):
             else a
             for a, d in zip(args, in_dims)
         ]
-        return op.overload(*args), out_dims
+        return op.overload(*args, **kwargs), out_dims
 
     torch.library.register_vmap(f"fused_acts::{op.name}", batched)
 

@@ -8,7 +8,13 @@ patch(model) replaces, in place:
   statement, one of the forms below (Llama's, Phi-3's packed gate_up_proj,
   and Llama 4's), which then runs as one fused op. The forward's source is
   compared, not the class name: over a hundred transformers architectures
-  share these forms (Mistral, Qwen, Gemma, DeepSeek, OLMo, Granite, GLM, ...).
+  share these forms (Mistral, Qwen, Gemma, DeepSeek, OLMo, Granite, GLM, ...);
+- the gate of MoE experts whose _apply_gate (transformers 5's experts
+  implementations call it on the packed gate_up projection) is, in the same
+  way, transformers' default (Mixtral, Qwen-MoE, DeepSeek, OLMoE, ...) or
+  GPT-OSS's clamped form, interleaved or not, which then runs as one packed
+  op. An experts class's own eager loop (experts_implementation="eager")
+  is left as it is, but for its activation module.
 
 Anything else (clipped GELUs, a forward that differs in any way)
 is left alone: a lookalike with a different function would silently change
@@ -18,13 +24,15 @@ the model. So is an activation module with hooks, which would stop firing.
 import ast
 import functools
 import inspect
+import math
 import textwrap
 from collections import Counter
 
 from torch import nn
 
 from . import nn as fnn
-from ._recompute import gated_down, has_hooks
+from . import ops
+from ._recompute import gated, gated_down, has_hooks
 
 __all__ = ["patch", "unpatch"]
 
@@ -70,6 +78,35 @@ def forward(self, x):
 """: ("activation_fn", True),
 }
 
+# MoE experts' _apply_gate(gate_up), as source, matched as the forms above
+# are. Value: what it computes, "act_fn" (act_fn(gate) * up on gate‖up) or
+# GPT-OSS's clamped SwiGLU, and whether gate and up are interleaved.
+_EXPERT_GATE_FORMS = {
+    """
+def _apply_gate(self, x):
+    gate, up = x.chunk(2, dim=-1)
+    return self.act_fn(gate) * up
+""": ("act_fn", False),
+    """
+def _apply_gate(self, x):
+    gate, up = x[..., ::2], x[..., 1::2]
+    gate = gate.clamp(min=None, max=self.limit)
+    up = up.clamp(min=-self.limit, max=self.limit)
+    glu = gate * torch.sigmoid(gate * self.alpha)
+    gated_output = (up + 1) * glu
+    return gated_output
+""": ("clamped_swiglu", True),
+    """
+def _apply_gate(self, x):
+    gate, up = x.chunk(2, dim=-1)
+    gate = gate.clamp(min=None, max=self.limit)
+    up = up.clamp(min=-self.limit, max=self.limit)
+    glu = gate * torch.sigmoid(gate * self.alpha)
+    gated_output = (up + 1) * glu
+    return gated_output
+""": ("clamped_swiglu", False),
+}
+
 _ORIGINAL = "_fused_acts_original"
 
 
@@ -103,7 +140,7 @@ def _fused_activation(kind):
 
 
 def _gated_label(kind):
-    return "SwiGLU" if kind == "silu" else "GeGLU"
+    return {"silu": "SwiGLU", "clamped_swiglu": "ClampedSwiGLU"}.get(kind, "GeGLU")
 
 
 @functools.cache
@@ -136,10 +173,16 @@ def _packed_forward(self, *args, **kwargs):
     return gated_down(self._fused_acts_kind, self.down_proj, self.gate_up_proj(x), None, self._fused_acts_recompute)
 
 
+def _fused_experts_gate(self, gate_up):
+    if self._fused_acts_kind == "clamped_swiglu":
+        return ops.clamped_swiglu(gate_up, alpha=self.alpha, limit=self.limit, interleaved=self._fused_acts_interleaved)
+    return gated(self._fused_acts_kind, gate_up)
+
+
 def _normalized(source):
-    """ast.dump of a forward(self, input) with the input renamed x, and its
-    annotations and docstring dropped; None for any other signature or a
-    decorated one."""
+    """ast.dump of a method(self, input) with the input renamed x, the
+    method named f, and its annotations and docstring dropped; None for any
+    other signature or a decorated one."""
     try:
         fn = ast.parse(textwrap.dedent(source)).body[0]
     except (SyntaxError, IndexError):
@@ -156,35 +199,48 @@ def _normalized(source):
         if isinstance(node, ast.Name) and node.id == name:
             node.id = "x"
     args.args[1].arg = "x"
+    fn.name = "f"
     for arg in args.args:
         arg.annotation = None
     fn.returns = None
     return ast.dump(fn)
 
 
-_NORMALIZED_FORMS = {_normalized(source): form for source, form in _GATED_FORMS.items()}
+# By the method they recognise: its normalized source -> its form's value.
+_NORMALIZED = {
+    "forward": {_normalized(source): form for source, form in _GATED_FORMS.items()},
+    "_apply_gate": {_normalized(source): form for source, form in _EXPERT_GATE_FORMS.items()},
+}
+
+
+def _form(cls, name):
+    """What cls's method `name` computes, where its source is one of the forms we know, else None."""
+    method = getattr(cls, name, None)
+    return _method_form(getattr(method, "__func__", method), name)
 
 
 @functools.cache
-def _gated_form(forward):
-    """(activation attribute, packed) where forward is one of _GATED_FORMS, else None."""
+def _method_form(method, name):
     try:
-        source = inspect.getsource(forward)
+        source = inspect.getsource(method)
     except (OSError, TypeError):
         return None
-    return _NORMALIZED_FORMS.get(_normalized(source))
+    return _NORMALIZED[name].get(_normalized(source))
 
 
 _PATCHED_CLASSES = {}
 
 
-def _patched_class(cls, forward):
-    """A subclass of cls whose forward is the fused one. Swapping the instance's
-    class (rather than binding a forward to it) survives deepcopy and pickling,
-    and isinstance checks still see the original class."""
+def _patched_class(cls, name, method):
+    """A subclass of cls whose method `name` is the fused one. Swapping the
+    instance's class (rather than binding a method to it) survives deepcopy
+    and pickling, and isinstance checks still see the original class."""
     if cls not in _PATCHED_CLASSES:
-        _PATCHED_CLASSES[cls] = type(f"Fused{cls.__name__}", (cls,), {"forward": forward, "_fused_acts_base": cls})
+        _PATCHED_CLASSES[cls] = type(f"Fused{cls.__name__}", (cls,), {name: method, "_fused_acts_base": cls})
     return _PATCHED_CLASSES[cls]
+
+
+_FUSED_GATES = ("silu", "gelu", "gelu_tanh")
 
 
 def _patch_gated_mlp(module, recompute):
@@ -195,23 +251,56 @@ def _patch_gated_mlp(module, recompute):
     if "_fused_acts_base" in cls.__dict__:
         module._fused_acts_recompute = recompute
         return None
-    form = _gated_form(getattr(cls.forward, "__func__", cls.forward))
+    form = _form(cls, "forward")
     if form is None:
         return None
     activation, packed = form
     kind = _activation_kind(getattr(module, activation, None))
-    if kind not in ("silu", "gelu", "gelu_tanh"):
+    if kind not in _FUSED_GATES:
         return None
     module._fused_acts_kind = kind
     module._fused_acts_recompute = recompute
-    module.__class__ = _patched_class(cls, _packed_forward if packed else _separate_forward)
-    return _gated_label(kind)
+    module._fused_acts_label = _gated_label(kind)
+    module.__class__ = _patched_class(cls, "forward", _packed_forward if packed else _separate_forward)
+    return module._fused_acts_label
+
+
+def _patch_experts_gate(module):
+    """Route MoE experts' gate through one fused packed op; returns its count
+    label, or None where the module has no _apply_gate we know, or its
+    activation or params are not ones we fuse."""
+    cls = type(module)
+    if "_fused_acts_base" in cls.__dict__:
+        return None
+    form = _form(cls, "_apply_gate")
+    if form is None:
+        return None
+    kind, interleaved = form
+    if kind == "act_fn":
+        kind = _activation_kind(getattr(module, "act_fn", None))
+        if kind not in _FUSED_GATES:
+            return None
+    elif not _clamped_swiglu_params(getattr(module, "alpha", None), getattr(module, "limit", None)):
+        return None
+    module._fused_acts_kind = kind
+    module._fused_acts_interleaved = interleaved
+    module._fused_acts_label = f"{_gated_label(kind)}Experts"
+    module.__class__ = _patched_class(cls, "_apply_gate", _fused_experts_gate)
+    return module._fused_acts_label
+
+
+def _clamped_swiglu_params(alpha, limit):
+    """Whether alpha and limit are ones clamped_swiglu takes (else eager's gate stays)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (alpha, limit))
+    return numbers and math.isfinite(alpha) and limit > 0
 
 
 def patch(model: nn.Module, recompute: bool = False) -> dict:
     """Swap in fused activations, in place. Returns what was replaced, counted
-    by kind ("GELU", "SiLU", "Mish", "SwiGLU", "GeGLU"). Patching twice
-    changes nothing more; unpatch() undoes it.
+    by kind ("GELU", "SiLU", "Mish", "QuickGELU", "ReLUSquared", "SwiGLU",
+    "GeGLU", and for MoE experts' gates "SwiGLUExperts", "GeGLUExperts",
+    "ClampedSwiGLUExperts"). Patching twice changes nothing more; unpatch()
+    undoes it.
 
     recompute: the fused gated FFNs keep only their input and gate and up
     (or gate‖up) for backward, not the activation's output h, which their
@@ -220,7 +309,7 @@ def patch(model: nn.Module, recompute: bool = False) -> dict:
     tensor parallelism, a hook, a quantized layer), h is saved as usual."""
     counts = Counter()
     for module in model.modules():
-        label = _patch_gated_mlp(module, recompute)
+        label = _patch_gated_mlp(module, recompute) or _patch_experts_gate(module)
         if label:
             counts[label] += 1
     for parent in list(model.modules()):
@@ -244,9 +333,10 @@ def unpatch(model: nn.Module) -> dict:
     for parent in list(model.modules()):
         base = type(parent).__dict__.get("_fused_acts_base")
         if base is not None:
-            counts[_gated_label(parent._fused_acts_kind)] += 1
+            counts[parent._fused_acts_label] += 1
             parent.__class__ = base
-            del parent._fused_acts_kind, parent._fused_acts_recompute
+            for attr in [name for name in vars(parent) if name.startswith("_fused_acts_")]:
+                delattr(parent, attr)
         for child_name, child in list(parent.named_children()):
             original = getattr(child, _ORIGINAL, None)
             if original is not None:

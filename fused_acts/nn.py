@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from . import ops
-from ._checks import check_approximate, check_finite
+from ._checks import check_approximate, check_finite, check_positive
 from ._recompute import gated_down
 
 
@@ -89,6 +89,25 @@ class GeGLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class ClampedSwiGLU(nn.Module):
+    """GPT-OSS's clamped SwiGLU (:func:`fused_acts.clamped_swiglu`);
+    ``forward(x)`` alone takes a packed x, interleaved as GPT-OSS's experts
+    store it where ``interleaved=True``."""
+
+    def __init__(self, alpha: float = 1.702, limit: float = 7.0, interleaved: bool = False):
+        super().__init__()
+        name = type(self).__name__
+        check_finite(name, "alpha", alpha)
+        check_positive(name, "limit", limit)
+        self.alpha, self.limit, self.interleaved = alpha, limit, interleaved
+
+    def forward(self, gate: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
+        return ops.clamped_swiglu(gate, up, alpha=self.alpha, limit=self.limit, interleaved=self.interleaved)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, limit={self.limit}, interleaved={self.interleaved}"
 
 
 class SwiGLUFFN(nn.Module):

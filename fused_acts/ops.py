@@ -7,7 +7,7 @@ import torch
 
 from . import _fake, _sharding, _vmap  # noqa: F401  (register the ops' Python parts)
 
-__all__ = ["gelu", "silu", "swish", "mish", "relu_squared", "swiglu", "geglu"]
+__all__ = ["gelu", "silu", "swish", "mish", "relu_squared", "swiglu", "geglu", "clamped_swiglu"]
 
 _ops = torch.ops.fused_acts
 
@@ -38,17 +38,45 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     return _ops.mish(x)
 
 
-def swiglu(gate: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
-    """``silu(gate) * up``. With one tensor, its last dim is a packed gate‖up
-    (the output of a fused projection): neither half is copied, forward or
-    backward, and the gradient comes back as one packed tensor."""
+def _unpacked(op, interleaved):
+    if interleaved:
+        raise ValueError(f"{op}: interleaved applies to one packed tensor, but up was given too")
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor | None = None, *, interleaved: bool = False) -> torch.Tensor:
+    """``silu(gate) * up``. With one tensor, its last dim is packed: gate‖up
+    (the output of a fused projection), or with ``interleaved=True`` gate and
+    up alternating, as GPT-OSS stores them. Neither half is copied, forward
+    or backward, and the gradient comes back as one tensor, packed alike."""
     if up is None:
-        return _ops.swiglu_packed(gate)
+        return _ops.swiglu_packed(gate, interleaved)
+    _unpacked("swiglu", interleaved)
     return _ops.swiglu(gate, up)
 
 
-def geglu(gate: torch.Tensor, up: torch.Tensor | None = None, approximate: str = "none") -> torch.Tensor:
+def geglu(
+    gate: torch.Tensor, up: torch.Tensor | None = None, approximate: str = "none", *, interleaved: bool = False
+) -> torch.Tensor:
     """``gelu(gate, approximate) * up``, separate or packed as for :func:`swiglu`."""
     if up is None:
-        return _ops.geglu_packed(gate, approximate)
+        return _ops.geglu_packed(gate, approximate, interleaved)
+    _unpacked("geglu", interleaved)
     return _ops.geglu(gate, up, approximate)
+
+
+def clamped_swiglu(
+    gate: torch.Tensor,
+    up: torch.Tensor | None = None,
+    *,
+    alpha: float = 1.702,
+    limit: float = 7.0,
+    interleaved: bool = False,
+) -> torch.Tensor:
+    """GPT-OSS's gated activation: with ``g = gate.clamp(max=limit)``,
+    ``(up.clamp(-limit, limit) + 1) * g * sigmoid(alpha * g)``. Separate or
+    packed as for :func:`swiglu`; GPT-OSS's experts pack it interleaved.
+    Gradients are eager's clamp's, the limits themselves passing."""
+    if up is None:
+        return _ops.clamped_swiglu_packed(gate, alpha, limit, interleaved)
+    _unpacked("clamped_swiglu", interleaved)
+    return _ops.clamped_swiglu(gate, up, alpha, limit)

@@ -79,11 +79,32 @@ def ref_derivative_terms(name, x):
     return first.abs() + second.abs()
 
 
-def rounded_once(x, fn):
-    """fn(x) computed in float for a 16-bit x and rounded once to its dtype."""
-    if x.dtype in (torch.bfloat16, torch.float16):
-        return fn(x.float()).to(x.dtype)
-    return fn(x)
+def rounded_once(fn, *xs):
+    """fn(*xs) computed in float for 16-bit xs and rounded once to their dtype."""
+    dtype = xs[0].dtype
+    if dtype in (torch.bfloat16, torch.float16):
+        return fn(*(x.float() for x in xs)).to(dtype)
+    return fn(*xs)
+
+
+def clamp(x, min=None, max=None):
+    """torch.clamp with the gradient 0 at a limit itself, the minimum-norm
+    subgradient that torch 2.14's clamp gives, on any torch (older releases
+    passed the gradient there)."""
+    inside = torch.ones_like(x, dtype=torch.bool)
+    if min is not None:
+        inside &= x > min
+    if max is not None:
+        inside &= x < max
+    return torch.where(inside, x, x.clamp(min, max).detach())
+
+
+def gpt_oss_gate(gate, up, alpha=1.702, limit=7.0):
+    """GPT-OSS's _apply_gate (transformers' GptOssExperts), on separate halves."""
+    gate = clamp(gate, max=limit)
+    up = clamp(up, min=-limit, max=limit)
+    glu = gate * torch.sigmoid(gate * alpha)
+    return (up + 1) * glu
 
 
 class Case(NamedTuple):
@@ -107,7 +128,7 @@ UNARY = {
     # then differs from any single rounding by an ulp of its terms.
     "quick_gelu": Case(
         lambda x: fused_acts.swish(x, QUICK_GELU_BETA),
-        lambda x: rounded_once(x, lambda t: t * torch.sigmoid(QUICK_GELU_BETA * t)),
+        lambda x: rounded_once(lambda t: t * torch.sigmoid(QUICK_GELU_BETA * t), x),
         "swish",
     ),
     "relu_squared": Case(fused_acts.relu_squared, lambda x: torch.square(F.relu(x)), "relu_squared"),
@@ -118,14 +139,31 @@ GATED = {
     "swiglu": Case(fused_acts.swiglu, lambda g, u: F.silu(g) * u, "swiglu"),
     "geglu": Case(fused_acts.geglu, lambda g, u: F.gelu(g) * u, "geglu"),
     "geglu_tanh": Case(
-        lambda g, u=None: fused_acts.geglu(g, u, approximate="tanh"),
+        lambda g, u=None, **packing: fused_acts.geglu(g, u, approximate="tanh", **packing),
         lambda g, u: F.gelu(g, approximate="tanh") * u,
         "geglu",
     ),
+    # GPT-OSS's gate, rounded once as quick_gelu is: its five 16-bit ops
+    # round five times, off by several ulps from any single rounding.
+    "clamped_swiglu": Case(fused_acts.clamped_swiglu, lambda g, u: rounded_once(gpt_oss_gate, g, u), "clamped_swiglu"),
+    # A limit that the inputs (normal × 3) cross on both sides, often.
+    "clamped_swiglu_limit_1": Case(
+        lambda g, u=None, **packing: fused_acts.clamped_swiglu(g, u, alpha=1.5, limit=1.0, **packing),
+        lambda g, u: rounded_once(lambda g, u: gpt_oss_gate(g, u, alpha=1.5, limit=1.0), g, u),
+        "clamped_swiglu",
+    ),
 }
 
-# The activation that each gated op applies to its gate.
+# The activation that each gated op applies to its gate, where a unary op applies it too.
 GATED_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"}
+
+
+def ref_gated(name, gate, up):
+    """A GATED activation in float64: act(gate) * up, or GPT-OSS's clamped form."""
+    gate, up = gate.double(), up.double()
+    if name in GATED_ACTIVATION:
+        return ref_forward(GATED_ACTIVATION[name], gate) * up
+    return GATED[name].eager(gate, up)
 
 
 def every_16_bit_pattern(dtype):
@@ -133,5 +171,6 @@ def every_16_bit_pattern(dtype):
     return torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
 
 
-def split_packed(x):
-    return x.chunk(2, dim=-1)
+def split_packed(x, interleaved=False):
+    """gate and up from a packed x: gate‖up, or alternating."""
+    return (x[..., 0::2], x[..., 1::2]) if interleaved else x.chunk(2, dim=-1)

@@ -3,7 +3,17 @@ forward and gradient, over >1M random values plus special values."""
 
 import pytest
 import torch
-from reference import UNARY, every_16_bit_pattern, ref_derivative, ref_derivative_terms, ref_forward
+from reference import (
+    GATED,
+    UNARY,
+    clamp,
+    every_16_bit_pattern,
+    gpt_oss_gate,
+    ref_derivative,
+    ref_derivative_terms,
+    ref_forward,
+    ref_gated,
+)
 
 AUDIT_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -61,6 +71,61 @@ def test_no_less_accurate_than_eager(name, dtype, device):
         # or take an ulp, whichever formula each uses.
         assert ours.max() <= theirs.max() + 1, (what, ours.max().item(), theirs.max().item())
         assert ours.mean() <= theirs.mean() * 1.25 + 0.02, (what, ours.mean().item(), theirs.mean().item())
+
+
+# The unary activation each gated op's gate runs through (clamped_swiglu:
+# swish with β = 1.702, QuickGELU, below its limit), for gradient scales.
+GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh", "clamped_swiglu": "quick_gelu"}
+
+
+def gated_audit_inputs(device):
+    """gate and up: normal × 3, and uniform ±10, past GPT-OSS's limit of 7."""
+    g = torch.Generator().manual_seed(4321)
+    normal = torch.randn(2, 1 << 19, generator=g, dtype=torch.float64) * 3
+    uniform = torch.empty(2, 1 << 17, dtype=torch.float64).uniform_(-10, 10, generator=g)
+    gate, up = torch.cat([normal, uniform], dim=1).to(device)
+    return gate, up
+
+
+def gated_errors(fn, gate, up, dtype, name):
+    """Forward and gradient ulp errors of a gated op against float64. The
+    gate's gradient, up·f'(gate), is judged against up times the size of
+    f''s terms, since f' crosses zero where they cancel."""
+    gate, up = gate.to(dtype).requires_grad_(), up.to(dtype).requires_grad_()
+    out = fn(gate, up)
+    grads = torch.autograd.grad(out, (gate, up), torch.ones_like(out))
+    gd, ud = gate.detach().double().requires_grad_(), up.detach().double().requires_grad_()
+    ref = ref_gated(name, gd, ud)
+    ref_grads = torch.autograd.grad(ref, (gd, ud), torch.ones_like(ref))
+    gd, ud = gd.detach(), ud.detach()
+    if name == "clamped_swiglu":
+        ud, gd = clamp(ud, -7.0, 7.0) + 1, clamp(gd, max=7.0)
+    gate_scale = ud.abs() * ref_derivative_terms(GATE_ACTIVATION[name], gd)
+    fwd = ulp_errors(out.detach(), ref.detach(), dtype)
+    grad_gate = ulp_errors(grads[0], ref_grads[0], dtype, gate_scale)
+    grad_up = ulp_errors(grads[1], ref_grads[1], dtype)
+    return fwd, grad_gate, grad_up
+
+
+@pytest.mark.parametrize("name", GATE_ACTIVATION)
+@pytest.mark.parametrize("dtype", AUDIT_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_gated_no_less_accurate_than_eager(name, dtype, device):
+    """Each gated op against eager's (GPT-OSS's own formula for
+    clamped_swiglu), forward and both gradients, as the unary audit judges."""
+    case = GATED[name]
+    gate, up = gated_audit_inputs(device)
+    ours = gated_errors(case.fused, gate, up, dtype, name)
+    theirs = gated_errors(lambda g, u: ref_gated_eager(name, g, u), gate, up, dtype, name)
+    for what, o, t in zip(("forward", "gate gradient", "up gradient"), ours, theirs):
+        assert o.max() <= t.max() + 1, (what, o.max().item(), t.max().item())
+        assert o.mean() <= t.mean() * 1.25 + 0.02, (what, o.mean().item(), t.mean().item())
+
+
+def ref_gated_eager(name, gate, up):
+    """Eager PyTorch's gated op in gate's dtype: each op rounding as it goes."""
+    if name == "clamped_swiglu":
+        return gpt_oss_gate(gate, up)
+    return GATED[name].eager(gate, up)
 
 
 @pytest.mark.parametrize("name", UNARY)

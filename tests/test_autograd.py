@@ -4,13 +4,25 @@ backward against autograd through the float64 reference, in every dtype."""
 import pytest
 import torch
 from helpers import SPECIAL_VALUES
-from reference import GATED, GATED_ACTIVATION, UNARY, ref_forward, split_packed
+from reference import GATED, UNARY, ref_forward, ref_gated, split_packed
 
-FORMS = list(UNARY) + list(GATED) + [f"{name}_packed" for name in GATED]
+PACKINGS = ("packed", "interleaved")
+FORMS = list(UNARY) + list(GATED) + [f"{name}_{packing}" for name in GATED for packing in PACKINGS]
+
+
+def parse(form):
+    """(activation name, packing or None)."""
+    for packing in PACKINGS:
+        if form.endswith(f"_{packing}"):
+            return form.removesuffix(f"_{packing}"), packing
+    return form, None
 
 
 def fused_of(form):
-    return (UNARY.get(form) or GATED[form.removesuffix("_packed")]).fused
+    name, packing = parse(form)
+    if packing == "interleaved":
+        return lambda x: GATED[name].fused(x, interleaved=True)
+    return (UNARY.get(name) or GATED[name]).fused
 
 
 @pytest.mark.slow
@@ -59,12 +71,13 @@ def test_double_backward_matches_float64(form, device, dtype):
         reference = lambda x: ref_forward(form, x)  # noqa: E731
         inputs = [values]
     else:
-        gated = form.removesuffix("_packed")
-        reference = lambda gate, up: ref_forward(GATED_ACTIVATION[gated], gate) * up  # noqa: E731
+        name, packing = parse(form)
+        reference = lambda gate, up: ref_gated(name, gate, up)  # noqa: E731
         inputs = [values, (torch.randn(values.shape, dtype=torch.float64) * 3).to(device=device, dtype=dtype)]
-        if form != gated:
-            inputs = [torch.cat(inputs, dim=-1)]
-            reference = lambda x, separate=reference: separate(*split_packed(x))  # noqa: E731
+        if packing is not None:
+            interleaved = packing == "interleaved"
+            inputs = [torch.stack(inputs, -1).flatten(-2) if interleaved else torch.cat(inputs, dim=-1)]
+            reference = lambda x, separate=reference: separate(*split_packed(x, interleaved))  # noqa: E731
     grad_out = torch.randn_like(fused(*inputs))
     probes = [torch.randn_like(t) for t in inputs]
     actual = second_order(fused, inputs, grad_out, probes)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import LAYOUTS, SHAPES, SPECIAL_VALUES, assert_close_scaled, grad_of, make_input, same_bits
-from reference import GATED, UNARY, every_16_bit_pattern, split_packed
+from reference import GATED, UNARY, every_16_bit_pattern, gpt_oss_gate, split_packed
 
 import fused_acts
 from fused_acts import nn as fnn
@@ -123,15 +123,30 @@ def test_gated_non_contiguous(name, layout, device, dtype):
 @pytest.mark.cpu_builds
 @pytest.mark.parametrize("name", GATED)
 @pytest.mark.parametrize("shape", [(2,), (5, 18), (2, 3, 130), (3, 256)], ids=str)
-def test_packed_matches_eager(name, shape, device, dtype):
+@pytest.mark.parametrize("interleaved", [False, True], ids=["concatenated", "interleaved"])
+def test_packed_matches_eager(name, shape, interleaved, device, dtype):
     fused, eager, _ = GATED[name]
     x = make_input(shape, "contiguous", device, dtype)
-    out, (grad,), grad_out = grad_of(fused, x)
-    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t)), x, grad_out=grad_out)
+    out, (grad,), grad_out = grad_of(lambda t: fused(t, interleaved=interleaved), x)
+    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t, interleaved)), x, grad_out=grad_out)
     assert out.shape == (*shape[:-1], shape[-1] // 2)
     assert_close_scaled([out], [ref])
     assert_close_scaled([grad], [ref_grad])
     assert grad.shape == x.shape and grad.is_contiguous()
+
+
+@pytest.mark.cpu_builds
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_interleaved_non_contiguous(name, layout, device, dtype):
+    """Interleaved pairs are read in place from a row-strided x, and from a
+    contiguous copy of any other."""
+    fused, eager, _ = GATED[name]
+    x = make_input((6, 38), layout, device, dtype)
+    out, (grad,), grad_out = grad_of(lambda t: fused(t, interleaved=True), x)
+    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t, True)), x, grad_out=grad_out)
+    assert_close_scaled([out], [ref])
+    assert_close_scaled([grad], [ref_grad])
 
 
 @pytest.mark.parametrize("name", GATED)
@@ -169,13 +184,14 @@ def test_special_values_match_eager(name, device, dtype):
 
 
 def every_form(x):
-    """(name, fused(x)) for each unary activation, and each gated one separate and packed."""
+    """(name, fused(x)) for each unary activation, and each gated one separate, packed and interleaved."""
     half = x.shape[-1] // 2
     for name, case in UNARY.items():
         yield name, lambda x=x, case=case: case.fused(x)
     for name, case in GATED.items():
         yield name, lambda x=x, case=case: case.fused(x[..., :half], x[..., half:])
         yield f"{name}_packed", lambda x=x, case=case: case.fused(x)
+        yield f"{name}_interleaved", lambda x=x, case=case: case.fused(x, interleaved=True)
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
@@ -206,6 +222,11 @@ MODULES = {
         "GeGLU(approximate='tanh')",
         lambda x: F.gelu(x[:, :5], approximate="tanh") * x[:, 5:],
     ),
+    "ClampedSwiGLU": (
+        fnn.ClampedSwiGLU(limit=1.0, interleaved=True),
+        "ClampedSwiGLU(alpha=1.702, limit=1.0, interleaved=True)",
+        lambda x: gpt_oss_gate(x[:, 0::2], x[:, 1::2], limit=1.0),
+    ),
 }
 
 
@@ -221,3 +242,34 @@ def test_gated_modules_take_separate_halves(device):
     x, u = torch.randn(3, 10, device=device), torch.randn(3, 10, device=device)
     torch.testing.assert_close(fnn.SwiGLU()(x, u), F.silu(x) * u)
     torch.testing.assert_close(fnn.GeGLU()(x, u), F.gelu(x) * u)
+    torch.testing.assert_close(fnn.ClampedSwiGLU()(x, u), gpt_oss_gate(x, u))
+
+
+@pytest.mark.cpu_builds
+def test_clamped_swiglu_limits_and_special_values(device, dtype):
+    """At the limits themselves, past them, at ±inf and nan, the forward and
+    both gradients are eager's (torch.clamp's): the gradient stops at a limit,
+    past one and at nan."""
+    limit = 2.0
+    values = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, float("inf"), float("-inf"), float("nan")]
+    gate, up = (t.reshape(-1) for t in torch.meshgrid(torch.tensor(values), torch.tensor(values), indexing="ij"))
+    gate, up = gate.to(device, dtype), up.to(device, dtype)
+    fused = lambda g, u: fused_acts.clamped_swiglu(g, u, limit=limit)
+    out, grads, _ = grad_of(fused, gate, up, grad_out=torch.ones_like(gate))
+    reference = lambda g, u: gpt_oss_gate(g, u, limit=limit)
+    ref, ref_grads, _ = grad_of(reference, gate.double(), up.double(), grad_out=torch.ones_like(gate.double()))
+    for a, e in zip([out, *grads], [ref, *ref_grads]):
+        torch.testing.assert_close(a, e.to(dtype), equal_nan=True)
+    assert not grads[0][gate == limit].any() and not grads[1][up.abs() == limit].any()
+
+
+@pytest.mark.skipif(
+    tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 14),
+    reason="older torch passes the gradient at clamp's limits; the kernels follow torch 2.14",
+)
+def test_torch_clamp_stops_the_gradient_at_its_limits():
+    """The convention that the kernels and tests/reference.py's clamp follow
+    is torch's own: should torch's clamp change it again, this fails."""
+    x = torch.tensor([-1.0, 1.0], requires_grad=True)
+    (grad,) = torch.autograd.grad(x.clamp(-1.0, 1.0).sum(), x)
+    assert not grad.any()

@@ -90,6 +90,31 @@ def bad_inputs():
         ValueError,
         "swish_backward: beta must be finite, got nan",
     )
+    for limit in (0.0, -1.0, float("nan")):
+        yield (
+            f"clamped_swiglu-limit-{limit}",
+            lambda d, limit=limit: fused_acts.clamped_swiglu(rand(d, 3, 4), limit=limit),
+            ValueError,
+            f"clamped_swiglu: limit must be positive, got {limit:g}",
+        )
+    yield (
+        "clamped_swiglu_backward-alpha",
+        lambda d: torch.ops.fused_acts.clamped_swiglu_backward(*(rand(d, 3, 4) for _ in range(3)), float("inf")),
+        ValueError,
+        "clamped_swiglu_backward: alpha must be finite, got inf",
+    )
+    yield (
+        "clamped_swiglu_interleaved-odd",
+        lambda d: fused_acts.clamped_swiglu(rand(d, 3, 5), interleaved=True),
+        ValueError,
+        r"clamped_swiglu: packed x must have an even last dim \(gate and up interleaved\), got shape \[3, 5\]",
+    )
+    yield (
+        "geglu-interleaved_with_up",
+        lambda d: fused_acts.geglu(rand(d, 3, 4), rand(d, 3, 4), interleaved=True),
+        ValueError,
+        "geglu: interleaved applies to one packed tensor, but up was given too",
+    )
     yield (
         "silu_backward-shapes",
         lambda d: torch.ops.fused_acts.silu_backward(rand(d, 3, 5), rand(d, 3, 4)),
@@ -156,6 +181,13 @@ def test_modules_check_approximate(module):
 def test_swish_module_checks_beta():
     with pytest.raises(ValueError, match="Swish: beta must be finite, got inf"):
         fnn.Swish(float("inf"))
+
+
+def test_clamped_swiglu_module_checks_its_params():
+    with pytest.raises(ValueError, match="ClampedSwiGLU: limit must be positive, got 0"):
+        fnn.ClampedSwiGLU(limit=0)
+    with pytest.raises(ValueError, match="ClampedSwiGLU: alpha must be finite, got nan"):
+        fnn.ClampedSwiGLU(alpha=float("nan"))
 
 
 def run_python(script, **variables):

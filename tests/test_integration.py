@@ -205,14 +205,39 @@ MODELS = {
         "GlmForCausalLM",
         {"SwiGLU": 2, "SiLU": 2},
     ),
-    # MoE: the shared expert and the dense layers are fused; the routed
-    # experts' activation module is swapped.
+    # MoE: the shared expert, the dense layers and the routed experts' gate
+    # (their _apply_gate) are fused; the experts' activation module is swapped.
     "qwen2_moe": (
         lambda: transformers.Qwen2MoeConfig(
             **TINY, moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2
         ),
         "Qwen2MoeForCausalLM",
-        {"SwiGLU": 2, "SiLU": 4},
+        {"SwiGLU": 2, "SiLU": 4, "SwiGLUExperts": 2},
+    ),
+    "qwen3_moe": (
+        lambda: transformers.Qwen3MoeConfig(
+            **TINY, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8
+        ),
+        "Qwen3MoeForCausalLM",
+        {"SiLU": 2, "SwiGLUExperts": 2},
+    ),
+    "mixtral": (
+        lambda: transformers.MixtralConfig(**TINY, num_local_experts=4, num_experts_per_tok=2),
+        "MixtralForCausalLM",
+        {"SiLU": 2, "SwiGLUExperts": 2},
+    ),
+    # GPT-OSS's experts: the clamped SwiGLU, gate and up interleaved.
+    "gpt_oss": (
+        lambda: transformers.GptOssConfig(
+            **TINY,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            head_dim=8,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
+        ),
+        "GptOssForCausalLM",
+        {"ClampedSwiGLUExperts": 2},
     ),
     "deepseek_v3": (
         lambda: transformers.DeepseekV3Config(
@@ -230,7 +255,7 @@ MODELS = {
             v_head_dim=8,
         ),
         "DeepseekV3ForCausalLM",
-        {"SwiGLU": 2, "SiLU": 3},
+        {"SwiGLU": 2, "SiLU": 3, "SwiGLUExperts": 1},
     ),
     "llama4": (
         lambda: transformers.Llama4TextConfig(
@@ -277,6 +302,15 @@ def loss_and_grads(model, ids):
     return out.logits.detach(), out.loss.detach(), grads
 
 
+# The op that MoE models' experts run once patched.
+EXPERTS_OP = {
+    "qwen2_moe": "swiglu_packed",
+    "qwen3_moe": "swiglu_packed",
+    "mixtral": "swiglu_packed",
+    "deepseek_v3": "swiglu_packed",
+    "gpt_oss": "clamped_swiglu_packed",
+}
+
 # The models patched with recompute=True too: separate gate and up, and packed (Phi-3).
 RECOMPUTE_MODELS = ["llama", "qwen2", "phi3"]
 
@@ -295,8 +329,10 @@ def test_patched_model_matches_and_unpatch_restores(name, recompute):
     assert fused_acts.patch(model, recompute=recompute) == {}
     with torch.profiler.profile() as prof:
         logits, loss, grads = loss_and_grads(model, ids)
-    fused_events = [e.name for e in prof.events() if e.name.startswith("fused_acts::")]
+    fused_events = {e.name for e in prof.events() if e.name.startswith("fused_acts::")}
     assert fused_events, "no fused op ran"
+    if name in EXPERTS_OP:
+        assert f"fused_acts::{EXPERTS_OP[name]}" in fused_events, fused_events
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
     for n in ref_grads:
         torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)

@@ -13,7 +13,13 @@ import fused_acts
 from fused_acts._op_list import FORWARD_OPS, OPS
 
 # The values each param takes in the sample calls.
-PARAM_VALUES = {"approximate": ["none", "tanh"], "beta": [1.0, 1.702]}
+PARAM_VALUES = {
+    "approximate": ["none", "tanh"],
+    "beta": [1.0, 1.702],
+    "alpha": [1.702],
+    "limit": [7.0, 0.5],
+    "interleaved": [False, True],
+}
 
 
 def sample_calls():
@@ -131,12 +137,13 @@ def test_vmap_under_autograd_and_compile(device, vmap_fallback_disabled):
 
 
 def every_form():
-    """(id, fn) for each unary activation, and each gated one separate and packed."""
+    """(id, fn) for each unary activation, and each gated one separate, packed and interleaved."""
     for name, case in UNARY.items():
         yield pytest.param(case.fused, id=name)
     for name, case in GATED.items():
         yield pytest.param(lambda x, f=case.fused: f(*x.chunk(2, dim=-1)), id=name)
         yield pytest.param(case.fused, id=f"{name}_packed")
+        yield pytest.param(lambda x, f=case.fused: f(x, interleaved=True), id=f"{name}_interleaved")
 
 
 @pytest.mark.parametrize("fn", every_form())

@@ -74,6 +74,15 @@ struct Family {
   static Tensor second(const Tensor& x, const P&... params) {
     return Op::Select::with_act(Op::kName, [&](auto act) { return second_derivative(act, x); }, params...);
   }
+  static Tensor up_value(const Tensor& up, const P&... params) {
+    return Op::Select::with_act(Op::kName, [&](auto act) { return fused_acts::up_value(act, up); }, params...);
+  }
+  static Tensor up_slope(const Tensor& up, const P&... params) {
+    return Op::Select::with_act(Op::kName, [&](auto act) { return fused_acts::up_slope(act, up); }, params...);
+  }
+  static double unit_up(const P&... params) {
+    return Op::Select::with_act(Op::kName, [&](auto act) { return fused_acts::unit_up(act); }, params...);
+  }
 };
 
 template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
@@ -156,32 +165,49 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     return op;
   }
   static const auto& packed_forward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, P...)>(Op::kPacked);
+    static const auto op = op_handle<Tensor(const Tensor&, P..., bool)>(Op::kPacked);
     return op;
   }
   static const auto& packed_backward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P...)>(Op::kPackedBackward);
+    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P..., bool)>(Op::kPackedBackward);
     return op;
   }
 
-  // The derivatives of the backward, (grad·up·f'(gate), grad·f(gate)), by
-  // grad, gate and up, given its outputs' gradients. backward(dy, gate, v)'s
-  // first output, dy·v·f'(gate), gives every first-derivative term.
+  // The derivatives of the backward, (grad·h(up)·f'(gate), grad·f(gate)·h'(up))
+  // with h how up enters (up itself but for GPT-OSS's clamp), by grad, gate
+  // and up, given its outputs' gradients. At up = unit_up, where h and h' are
+  // 1, the fused backward gives v·f'(gate) and v·f(gate) for any v: every
+  // first-derivative term.
   static std::tuple<Tensor, Tensor, Tensor> derivatives(const Tensor& grad, const Tensor& gate, const Tensor& up,
                                                         const Tensor& grad_of_dgate, const Tensor& grad_of_dup,
                                                         const P&... params) {
-    auto first = [&](const Tensor& dy, const Tensor& v) {
-      return std::get<0>(backward_op().call(dy, gate, v, params...));
-    };
-    Tensor d_grad = first(grad_of_dgate, up) + forward_op().call(gate, grad_of_dup, params...);
-    Tensor d_gate = first(grad_of_dup, grad) + grad_of_dgate * grad * up * F::second(gate, params...);
-    Tensor d_up = first(grad_of_dgate, grad);
+    const Tensor unit = at::full_like(gate, F::unit_up(params...));
+    auto times_df = [&](const Tensor& v) { return std::get<0>(backward_op().call(v, gate, unit, params...)); };
+    auto times_f = [&](const Tensor& v) { return std::get<1>(backward_op().call(v, gate, unit, params...)); };
+    const Tensor h = F::up_value(up, params...), slope = F::up_slope(up, params...);
+    Tensor d_grad = times_df(grad_of_dgate * h) + times_f(grad_of_dup * slope);
+    Tensor d_gate = times_df(grad_of_dup * grad * slope) + grad_of_dgate * grad * h * F::second(gate, params...);
+    // As eager's: 0 where up's slope is (its clamp masks last), else nan at a
+    // nan gate, where eager's f'(gate) multiplies after the gate's clamp masked it.
+    Tensor d_up = at::where(slope == 0, 0, at::where(gate.isnan(), gate, times_df(grad_of_dgate * grad) * slope));
     return {d_grad, d_gate, d_up};
   }
 
-  static Pair halves(const Tensor& x) {
+  // gate‖up, or gate and up alternating, and back.
+  static Pair halves(const Tensor& x, bool interleaved) {
     const int64_t half = x.size(-1) / 2;
+    if (interleaved) return {x.slice(-1, 0, 2 * half, 2), x.slice(-1, 1, 2 * half, 2)};
     return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
+  }
+  static Tensor packed(const Tensor& gate, const Tensor& up, bool interleaved) {
+    return interleaved ? at::stack({gate, up}, -1).flatten(-2) : at::cat({gate, up}, -1);
+  }
+
+  // The packed ops' gradients: the tensors', the params' and interleaved's (none).
+  static variable_list with_packed_param_grads(variable_list grads) {
+    grads = F::with_param_grads(std::move(grads));
+    grads.emplace_back();
+    return grads;
   }
 
   struct Forward : torch::autograd::Function<Forward> {
@@ -202,15 +228,19 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   };
 
   struct PackedForward : torch::autograd::Function<PackedForward> {
-    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
+    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved) {
       at::AutoDispatchBelowADInplaceOrView guard;
       F::save(ctx, {x}, params...);
-      return packed_forward_op().call(x, params...);
+      ctx->saved_data["interleaved"] = interleaved;
+      return packed_forward_op().call(x, params..., interleaved);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
       const Tensor x = ctx->get_saved_variables()[0];
+      const bool interleaved = ctx->saved_data.at("interleaved").toBool();
       return std::apply(
-          [&](const auto&... p) { return F::with_param_grads({packed_backward_op().call(grads[0], x, p...)}); },
+          [&](const auto&... p) {
+            return with_packed_param_grads({packed_backward_op().call(grads[0], x, p..., interleaved)});
+          },
           F::saved_params(ctx));
     }
   };
@@ -236,22 +266,24 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     }
   };
 
-  // The packed backward's output is grad_gate‖grad_up, one tensor.
+  // The packed backward's output is one tensor, packed as x is.
   struct PackedBackward : torch::autograd::Function<PackedBackward> {
-    static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params) {
+    static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
       at::AutoDispatchBelowADInplaceOrView guard;
       F::save(ctx, {grad, x}, params...);
-      return packed_backward_op().call(grad, x, params...);
+      ctx->saved_data["interleaved"] = interleaved;
+      return packed_backward_op().call(grad, x, params..., interleaved);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
       const variable_list saved = ctx->get_saved_variables();
       const auto dtype = saved[1].scalar_type();
-      const Pair x = halves(opmath(saved[1])), grad_of_dx = halves(opmath(grads[0]));
+      const bool interleaved = ctx->saved_data.at("interleaved").toBool();
+      const Pair x = halves(opmath(saved[1]), interleaved), grad_of_dx = halves(opmath(grads[0]), interleaved);
       return std::apply(
           [&](const auto&... p) {
             auto [d_grad, d_gate, d_up] = derivatives(opmath(saved[0]), std::get<0>(x), std::get<1>(x),
                                                       std::get<0>(grad_of_dx), std::get<1>(grad_of_dx), p...);
-            return F::with_param_grads({d_grad.to(dtype), at::cat({d_gate, d_up}, -1).to(dtype)});
+            return with_packed_param_grads({d_grad.to(dtype), packed(d_gate, d_up, interleaved).to(dtype)});
           },
           F::saved_params(ctx));
     }
@@ -270,15 +302,15 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     at::AutoDispatchBelowADInplaceOrView guard;
     return backward_op().call(grad, gate, up, params...);
   }
-  static Tensor packed_forward(const Tensor& x, P... params) {
-    if (any_requires_grad({x})) return PackedForward::apply(x, params...);
+  static Tensor packed_forward(const Tensor& x, P... params, bool interleaved) {
+    if (any_requires_grad({x})) return PackedForward::apply(x, params..., interleaved);
     at::AutoDispatchBelowADInplaceOrView guard;
-    return packed_forward_op().call(x, params...);
+    return packed_forward_op().call(x, params..., interleaved);
   }
-  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params) {
-    if (any_requires_grad({grad, x})) return PackedBackward::apply(grad, x, params...);
+  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
+    if (any_requires_grad({grad, x})) return PackedBackward::apply(grad, x, params..., interleaved);
     at::AutoDispatchBelowADInplaceOrView guard;
-    return packed_backward_op().call(grad, x, params...);
+    return packed_backward_op().call(grad, x, params..., interleaved);
   }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));

@@ -52,6 +52,34 @@ inline at::Tensor second_derivative(SwishAct act, const at::Tensor& x_in) {
   return act.beta * s * one_minus_s * (2 + u * (one_minus_s - s));
 }
 
+// swish''(x) below the limit, else 0 (the clamp's gradient, nan included).
+inline at::Tensor second_derivative(ClampedSwishAct act, const at::Tensor& x) {
+  return at::where(x < act.limit, second_derivative(SwishAct{act.alpha}, x), 0);
+}
+
+// How a gated op's up enters its product (activations.h's gated_up), as
+// ATen ops, and its slope; and the up at which both are 1, where the fused
+// backward gives act and act' themselves.
+template <typename Act>
+at::Tensor up_value(Act, const at::Tensor& up) {
+  return up;
+}
+template <typename Act>
+at::Tensor up_slope(Act, const at::Tensor& up) {
+  return at::ones_like(up);
+}
+template <typename Act>
+double unit_up(Act) {
+  return 1;
+}
+inline at::Tensor up_value(ClampedSwishAct act, const at::Tensor& up) {
+  return at::where(up > act.limit, act.limit, at::where(up < -act.limit, -act.limit, up)) + 1;
+}
+inline at::Tensor up_slope(ClampedSwishAct act, const at::Tensor& up) {
+  return at::logical_and(up > -act.limit, up < act.limit).to(up.scalar_type());
+}
+inline double unit_up(ClampedSwishAct) { return 0; }
+
 // 2 where x > 0, else 0; and 2 at nan, as eager's relu backward gives
 // (it zeroes where x <= 0, which nan is not).
 inline at::Tensor second_derivative(ReluSquaredAct, const at::Tensor& x) {

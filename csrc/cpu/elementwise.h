@@ -53,19 +53,55 @@ inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn],
   }
 }
 
-// n unit-stride elements from each operand's pointer. The tail goes through
-// the same vector code (partial loads), so every element gets the same
-// rounding wherever it sits. flatten: GCC otherwise leaves the activation
-// out of line past a few exps, and each call spills every vector register.
-template <typename scalar_t, int NIn, int NOut, typename Fn>
+// count elements of a pair, from 2·count interleaved ones at ptr.
+template <typename scalar_t>
+inline void load_pair(const scalar_t* ptr, int64_t count, Vectorized<scalar_t>& even, Vectorized<scalar_t>& odd) {
+  using Vec = Vectorized<scalar_t>;
+  const int64_t n = 2 * count;
+  const Vec lo = Vec::loadu(ptr, std::min<int64_t>(n, Vec::size()));
+  const Vec hi = n > Vec::size() ? Vec::loadu(ptr + Vec::size(), n - Vec::size()) : Vec(scalar_t(0));
+  std::tie(even, odd) = at::vec::deinterleave2(lo, hi);
+}
+
+template <typename scalar_t, typename Store>
+inline void store_pair(const Vectorized<scalar_t>& even, const Vectorized<scalar_t>& odd, scalar_t* ptr, int64_t count,
+                       const Store& store) {
+  using Vec = Vectorized<scalar_t>;
+  const int64_t n = 2 * count;
+  const auto [lo, hi] = at::vec::interleave2(even, odd);
+  store(lo, ptr, std::min<int64_t>(n, Vec::size()));
+  if (n > Vec::size()) store(hi, ptr + Vec::size(), n - Vec::size());
+}
+
+// n elements from each operand's pointer: unit-stride, but for the pairs
+// InPair and OutPair (elementwise_args.h; -1: none), whose first operand's
+// pointer is the pair's. The tail goes through the same vector code (partial
+// loads), so every element gets the same rounding wherever it sits.
+// flatten: GCC otherwise leaves the activation out of line past a few exps,
+// and each call spills every vector register.
+template <typename scalar_t, int InPair, int OutPair, int NIn, int NOut, typename Fn>
 __attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* const (&in)[NIn],
                                                  scalar_t* const (&out)[NOut], int64_t n, bool bypass_cache) {
   using Vec = Vectorized<scalar_t>;
   auto step = [&](int64_t i, int64_t count, auto store) {
     Vec in_vec[NIn], out_vec[NOut];
-    for (int k = 0; k < NIn; ++k) in_vec[k] = Vec::loadu(in[k] + i, count);
+    for (int k = 0; k < NIn; ++k) {
+      if (k == InPair) {
+        load_pair(in[k] + 2 * i, count, in_vec[k], in_vec[k + 1]);
+        ++k;
+      } else {
+        in_vec[k] = Vec::loadu(in[k] + i, count);
+      }
+    }
     apply_in_opmath<scalar_t>(fn, in_vec, out_vec);
-    for (int k = 0; k < NOut; ++k) store(out_vec[k], out[k] + i, count);
+    for (int k = 0; k < NOut; ++k) {
+      if (k == OutPair) {
+        store_pair(out_vec[k], out_vec[k + 1], out[k] + 2 * i, count, store);
+        ++k;
+      } else {
+        store(out_vec[k], out[k] + i, count);
+      }
+    }
   };
   auto cached = [](const Vec& v, scalar_t* ptr, int64_t count) { v.store(ptr, count); };
   // Four independent opmath vectors per iteration overlap their long exp
@@ -84,7 +120,10 @@ __attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* c
     // allocator; a segment that starts mid-vector (rows of odd length, a
     // thread's range of an odd-sized tensor) keeps cached stores.
     bool stream = bypass_cache;
-    for (int k = 0; k < NOut && stream; ++k) stream = reinterpret_cast<uintptr_t>(out[k]) % sizeof(Vec) == 0;
+    for (int k = 0; k < NOut && stream; ++k) {
+      // A pair's second pointer is never stored through.
+      stream = (OutPair >= 0 && k == OutPair + 1) || reinterpret_cast<uintptr_t>(out[k]) % sizeof(Vec) == 0;
+    }
     auto bypassing = [](const Vec& v, scalar_t* ptr, int64_t) { store_nontemporal(v, ptr); };
     i = stream ? whole_steps(bypassing) : whole_steps(cached);
   } else {
@@ -93,8 +132,8 @@ __attribute__((flatten)) inline void run_segment(const Fn& fn, const scalar_t* c
   for (; i < n; i += Vec::size()) step(i, std::min<int64_t>(Vec::size(), n - i), cached);
 }
 
-template <typename scalar_t, int NIn, int NOut, typename Fn>
-void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
+template <typename scalar_t, int InPair, int OutPair, int NIn, int NOut, typename Fn>
+void run_rows(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
   const int64_t cols = args.cols;
   const int64_t bytes = (NIn + NOut) * args.rows * cols * static_cast<int64_t>(sizeof(scalar_t));
   const bool bypass_cache = bytes >= nontemporal_min_bytes();
@@ -106,16 +145,29 @@ void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
       const scalar_t* in[NIn];
       scalar_t* out[NOut];
       for (int k = 0; k < NIn; ++k) {
-        in[k] = static_cast<const scalar_t*>(args.in[k]) + row * args.in_row_stride[k] + col;
+        in[k] = static_cast<const scalar_t*>(args.in[k]) + row * args.in_row_stride[k] + col * args.in_col_stride(k);
       }
       for (int k = 0; k < NOut; ++k) {
-        out[k] = static_cast<scalar_t*>(args.out[k]) + row * args.out_row_stride[k] + col;
+        out[k] = static_cast<scalar_t*>(args.out[k]) + row * args.out_row_stride[k] + col * args.out_col_stride(k);
       }
-      run_segment<scalar_t>(fn, in, out, n, bypass_cache);
+      run_segment<scalar_t, InPair, OutPair>(fn, in, out, n, bypass_cache);
       i += n;
     }
     if (bypass_cache) nontemporal_fence();
   });
+}
+
+// Pairs are compiled only for the functors that have them.
+template <typename scalar_t, int NIn, int NOut, typename Fn>
+void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
+  constexpr Pairs kPairs = Fn::kInterleaved;
+  if constexpr (kPairs.in >= 0 || kPairs.out >= 0) {
+    if (args.pairs.in >= 0 || args.pairs.out >= 0) {
+      TORCH_INTERNAL_ASSERT(args.pairs.in == kPairs.in && args.pairs.out == kPairs.out);
+      return run_rows<scalar_t, kPairs.in, kPairs.out>(args, fn);
+    }
+  }
+  run_rows<scalar_t, -1, -1>(args, fn);
 }
 
 }  // namespace fused_acts::cpu

@@ -1,6 +1,7 @@
 // The CUDA engine: runs any functor from elementwise_functors.h over
 // ElementwiseArgs with 16-byte loads and stores and 64-bit indexing.
-// Opmath is float for half types.
+// Opmath is float for half types. Pairs (interleaved operands) take element
+// loads: neighbouring threads' pairs still coalesce.
 //
 // Like ATen's vectorized_elementwise_kernel, each thread handles a fixed few
 // elements and the grid covers the tensor, so the block scheduler balances
@@ -74,10 +75,11 @@ struct ChunkPosition {
   }
 };
 
+// col_stride is 1 where VEC > 1.
 template <typename scalar_t, int VEC>
-__device__ void load_chunk(Pack<scalar_t, VEC>& pack, const void* base, int64_t row_stride, int64_t row, int64_t col,
-                           int count) {
-  const scalar_t* ptr = static_cast<const scalar_t*>(base) + row * row_stride + col;
+__device__ void load_chunk(Pack<scalar_t, VEC>& pack, const void* base, int64_t row_stride, int64_t col_stride,
+                           int64_t row, int64_t col, int count) {
+  const scalar_t* ptr = static_cast<const scalar_t*>(base) + row * row_stride + col * col_stride;
   if (count == VEC) {
     pack = *reinterpret_cast<const Pack<scalar_t, VEC>*>(ptr);
   } else {
@@ -91,9 +93,9 @@ __device__ void load_chunk(Pack<scalar_t, VEC>& pack, const void* base, int64_t 
 }
 
 template <typename scalar_t, int VEC>
-__device__ void store_chunk(const Pack<scalar_t, VEC>& pack, void* base, int64_t row_stride, int64_t row, int64_t col,
-                            int count) {
-  scalar_t* ptr = static_cast<scalar_t*>(base) + row * row_stride + col;
+__device__ void store_chunk(const Pack<scalar_t, VEC>& pack, void* base, int64_t row_stride, int64_t col_stride,
+                            int64_t row, int64_t col, int count) {
+  scalar_t* ptr = static_cast<scalar_t*>(base) + row * row_stride + col * col_stride;
   if (count == VEC) {
     *reinterpret_cast<Pack<scalar_t, VEC>*>(ptr) = pack;
   } else {
@@ -122,7 +124,8 @@ __global__ void __launch_bounds__(kThreads)
     if (pos[c].count == 0) continue;
 #pragma unroll
     for (int k = 0; k < NIn; ++k)
-      load_chunk(in[c][k], args.in[k], args.in_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
+      load_chunk(in[c][k], args.in[k], args.in_row_stride[k], args.in_col_stride(k), pos[c].row, pos[c].col,
+                 pos[c].count);
   }
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
@@ -139,18 +142,19 @@ __global__ void __launch_bounds__(kThreads)
     }
 #pragma unroll
     for (int k = 0; k < NOut; ++k)
-      store_chunk(out[k], args.out[k], args.out_row_stride[k], pos[c].row, pos[c].col, pos[c].count);
+      store_chunk(out[k], args.out[k], args.out_row_stride[k], args.out_col_stride(k), pos[c].row, pos[c].col,
+                  pos[c].count);
   }
 }
 
-// Whether every row of every operand starts on a VEC-element boundary.
+// Whether every operand is unit-stride and every row starts on a VEC-element boundary.
 template <int VEC, typename scalar_t, int NIn, int NOut>
 bool rows_aligned(const ElementwiseArgs<NIn, NOut>& args) {
   constexpr int64_t kBytes = sizeof(scalar_t) * VEC;
   auto aligned = [&](const void* ptr, int64_t row_stride) {
     return reinterpret_cast<uintptr_t>(ptr) % kBytes == 0 && (args.rows == 1 || row_stride % VEC == 0);
   };
-  bool ok = args.rows == 1 || args.cols % VEC == 0;
+  bool ok = args.pairs.in < 0 && args.pairs.out < 0 && (args.rows == 1 || args.cols % VEC == 0);
   for (int k = 0; k < NIn; ++k) ok = ok && aligned(args.in[k], args.in_row_stride[k]);
   for (int k = 0; k < NOut; ++k) ok = ok && aligned(args.out[k], args.out_row_stride[k]);
   return ok;

@@ -81,6 +81,7 @@ struct Math<double> {
   static C10_HOST_DEVICE double abs(double x) { return ::fabs(x); }
   static C10_HOST_DEVICE double fma(double a, double b, double c) { return ::fma(a, b, c); }
   static C10_HOST_DEVICE double fms(double a, double b, double c) { return ::fma(a, b, -c); }
+  static C10_HOST_DEVICE double copysign(double magnitude, double sign) { return ::copysign(magnitude, sign); }
   static C10_HOST_DEVICE double min(double a, double b) { return ::fmin(a, b); }
   static C10_HOST_DEVICE double clamp(double x, double lo, double hi) { return ::fmin(::fmax(x, lo), hi); }
   static C10_HOST_DEVICE double where(bool c, double a, double b) { return c ? a : b; }
