@@ -3,6 +3,7 @@
 // them for fake tensors, so torch.compile reports the same errors.
 #pragma once
 
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
@@ -53,6 +54,15 @@ inline void check_packed(const char* op, const at::Tensor& x, bool interleaved) 
   check_floating(op, "x", x);
   TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) % 2 == 0, op, ": packed x must have an even last dim (",
                     interleaved ? "gate and up interleaved" : "gate‖up", "), got shape ", shape_str(x.sizes()));
+}
+
+// The in-place packed backward writes x's gradient over x: x must be one
+// row-strided tensor that grad does not overlap.
+inline void check_writable(const char* op, const at::Tensor& grad, const at::Tensor& x, bool row_strided) {
+  TORCH_CHECK_VALUE(row_strided, op, ": x must have a row stride to take its gradient in place, got strides ",
+                    shape_str(x.strides()));
+  TORCH_CHECK_VALUE(at::get_overlap_status(grad, x) == at::MemOverlapStatus::No, op,
+                    ": grad and x must not overlap to write x's gradient in place");
 }
 
 inline void check_approximate(const char* op, std::string_view approximate) {

@@ -117,6 +117,18 @@ struct OpKernels {
     gated_backward_into(act, grad, gate, up, grad_gate, grad_up, interleaved);
     return grad_x;
   }
+
+  // The same, written over x: each element pair is read before it is written,
+  // by the thread that writes it.
+  template <typename Act>
+  static void gated_packed_backward_inplace(const char* op, Act act, const Tensor& grad, const Tensor& x,
+                                            bool interleaved) {
+    check_packed(op, x, interleaved);
+    auto [gate, up] = packed_halves(x, interleaved);
+    check_same(op, "grad", grad, "gate", gate);
+    check_writable(op, grad, x, row_stride_of(x).has_value());
+    gated_backward_into(act, grad, gate, up, gate, up, interleaved);
+  }
 };
 
 // The kernels of one op of op_list.h, as functions of its schema's
@@ -165,11 +177,17 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
         Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x, interleaved); },
         params...);
   }
+  static void packed_backward_inplace(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
+    Op::Select::with_act(
+        Op::kBackward, [&](auto act) { K::gated_packed_backward_inplace(Op::kBackward, act, grad, x, interleaved); },
+        params...);
+  }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
     m.impl(Op::kPacked, TORCH_FN(packed_forward));
     m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
+    m.impl(Op::kPackedBackwardInPlace, TORCH_FN(packed_backward_inplace));
   }
 };
 

@@ -7,6 +7,8 @@
 //          name_packed(Tensor x, <params>, bool interleaved=False) -> Tensor,
 //            x's last dim being gate‖up, or gate and up alternating
 //          name_packed_backward(Tensor grad, Tensor x, <params>, bool interleaved=False) -> Tensor
+//          name_packed_backward_(Tensor grad, Tensor(a!) x, <params>, bool interleaved=False) -> (),
+//            the gradient written over x (for recompute, which owns x)
 // Select says what <params> are and picks the activation (activations.h)
 // from their values. schemas.cpp defines the schemas from this list,
 // op_kernels.h registers every backend's kernels from it, and fused_acts/
@@ -83,14 +85,15 @@ struct ClampedSwishParams {
 // One type per op, for the templates that define and register it. The names
 // are also the op names that error messages start with (a packed op's are
 // its unpacked twin's).
-#define FUSED_ACTS_OP_TYPE(name, Kind_, Select_)                             \
-  struct name##_op {                                                         \
-    using Kind = Kind_;                                                      \
-    using Select = Select_;                                                  \
-    static constexpr const char* kName = #name;                              \
-    static constexpr const char* kBackward = #name "_backward";              \
-    static constexpr const char* kPacked = #name "_packed";                  \
-    static constexpr const char* kPackedBackward = #name "_packed_backward"; \
+#define FUSED_ACTS_OP_TYPE(name, Kind_, Select_)                                     \
+  struct name##_op {                                                                 \
+    using Kind = Kind_;                                                              \
+    using Select = Select_;                                                          \
+    static constexpr const char* kName = #name;                                      \
+    static constexpr const char* kBackward = #name "_backward";                      \
+    static constexpr const char* kPacked = #name "_packed";                          \
+    static constexpr const char* kPackedBackward = #name "_packed_backward";         \
+    static constexpr const char* kPackedBackwardInPlace = #name "_packed_backward_"; \
   };
 FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_OP_TYPE)
 #undef FUSED_ACTS_OP_TYPE

@@ -27,6 +27,7 @@ void define_schemas(torch::Library& m, Op, Gated) {
   const std::string packed_params = params + ", bool interleaved=False";
   define(m, name + "_packed(Tensor x" + packed_params + ") -> Tensor");
   define(m, name + "_packed_backward(Tensor grad, Tensor x" + packed_params + ") -> Tensor");
+  define(m, name + "_packed_backward_(Tensor grad, Tensor(a!) x" + packed_params + ") -> ()");
 }
 
 }  // namespace

@@ -42,6 +42,32 @@ def check_packed(op, x, interleaved=False):
         raise ValueError(f"{op}: packed x must have an even last dim ({layout}), got shape {list(x.shape)}")
 
 
+def _row_strided(t):
+    """Whether t's last dim is unit-stride and its outer dims collapse into
+    rows (csrc/elementwise_args.h's row_stride_of)."""
+    if t.dim() == 0:
+        return True
+    if t.shape[-1] != 1 and t.stride(-1) != 1:
+        return False
+    row_stride, next_stride = None, 0
+    for size, stride in zip(reversed(t.shape[:-1]), reversed(t.stride()[:-1])):
+        if size == 1:
+            continue
+        if row_stride is not None and stride != next_stride:
+            return False
+        row_stride = stride if row_stride is None else row_stride
+        next_stride = stride * size
+    return True
+
+
+def check_writable(op, grad, x):
+    if not _row_strided(x):
+        strides = list(x.stride())
+        raise ValueError(f"{op}: x must have a row stride to take its gradient in place, got strides {strides}")
+    if torch._C._overlaps(grad, x):
+        raise ValueError(f"{op}: grad and x must not overlap to write x's gradient in place")
+
+
 def check_approximate(op, approximate):
     if approximate not in APPROXIMATE:
         raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got '{approximate}'")
@@ -87,3 +113,5 @@ def check_call(op, by_name):
         if op.backward:
             gate = by_name["x"].chunk(2, dim=-1)[0]
             check_same(name, "grad", by_name["grad"], "gate", gate)
+        if op.inplace:
+            check_writable(name, by_name["grad"], by_name["x"])

@@ -21,6 +21,8 @@ def _register(op):
     def fake(*args, **kwargs):
         bound = op.bind(args, kwargs)
         check_call(op, bound)
+        if op.inplace:
+            return None
         outputs = _empty_outputs(op, bound)
         return outputs[0] if op.num_outputs == 1 else tuple(outputs)
 

@@ -27,16 +27,21 @@ class OpInfo:
     @property
     def family(self):
         """The op list entry this op belongs to: "geglu" for geglu_packed_backward."""
-        return self.name.removesuffix("_backward").removesuffix("_packed")
+        return self.name.removesuffix("_").removesuffix("_backward").removesuffix("_packed")
 
     @property
     def check_name(self):
         """The name its error messages start with: a packed op's is its unpacked twin's."""
-        return self.name.replace("_packed", "")
+        return self.name.replace("_packed", "").removesuffix("_")
 
     @property
     def backward(self):
-        return self.name.endswith("_backward")
+        return self.name.removesuffix("_").endswith("_backward")
+
+    @property
+    def inplace(self):
+        """Whether it writes its result over its last tensor, returning nothing (name_packed_backward_)."""
+        return self.name.endswith("_")
 
     @cached_property
     def kind(self):

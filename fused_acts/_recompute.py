@@ -1,7 +1,21 @@
 """down_proj(act(gate) * up) that keeps no copy of h = act(gate) * up for
 backward: autograd saves gate and up (or gate‖up), which the gated op needs
 anyway, and the backward recomputes h from them by the fused forward, one
-more elementwise pass, before down_proj's weight gradient needs it."""
+more elementwise pass, before down_proj's weight gradient needs it.
+
+Where this module made gate‖up itself (packed_gated_down), the backward also
+writes gate‖up's gradient over gate‖up, saving an allocation of its size.
+That is safe because nothing else can read the buffer again:
+- it is made here by F.linear from a plain nn.Linear without hooks, and
+  handed only to _GatedDown, whose saved copy is its one reference (linear's
+  own backward keeps its input and weight, not its output);
+- not where saved-tensor hooks are active (activation checkpointing or
+  offloading: what backward unpacks is theirs), nor under torch.compile;
+- not where backward keeps the graph (retain_graph=True: it may run again
+  and read gate‖up) or records one (create_graph=True: the gradient's own
+  graph needs gate‖up).
+And the write bumps gate‖up's version, so any read missed above fails
+loudly instead of reading a gradient."""
 
 import torch
 import torch.nn.functional as F
@@ -35,15 +49,23 @@ def _gated_backward(kind, grad, gate, up):
     return getattr(_OPS, f"{family}_backward")(grad, gate, up, *params)
 
 
+def _gated_backward_over(kind, grad, gate_up):
+    """_gated_backward(kind, grad, gate_up, None), written over gate_up, which it returns."""
+    family, params = _family(kind)
+    getattr(_OPS, f"{family}_packed_backward_")(grad, gate_up, *params)
+    return gate_up
+
+
 class _GatedDown(torch.autograd.Function):
     @staticmethod
-    def forward(kind, gate, up, weight, bias):
+    def forward(kind, gate, up, weight, bias, owns_gate_up):
         return F.linear(gated(kind, gate, up), weight, bias)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        kind, gate, up, weight, bias = inputs
+        kind, gate, up, weight, bias, owns_gate_up = inputs
         ctx.kind, ctx.has_bias = kind, bias is not None
+        ctx.overwrite_gate_up = owns_gate_up and _saved_as_is()
         ctx.save_for_backward(gate, up, weight)
 
     @staticmethod
@@ -53,25 +75,51 @@ class _GatedDown(torch.autograd.Function):
         grad_out_2d = grad_out.reshape(-1, grad_out.shape[-1])
         grad_weight = grad_out_2d.mT @ h.reshape(-1, h.shape[-1])
         grad_bias = grad_out_2d.sum(0) if ctx.has_bias else None
-        grads = _gated_backward(ctx.kind, grad_out @ weight, gate, up)
+        del h
+        grad_h = grad_out @ weight
+        if ctx.overwrite_gate_up and not (torch.is_grad_enabled() or _graph_kept()):
+            return None, _gated_backward_over(ctx.kind, grad_h, gate), None, grad_weight, grad_bias, None
+        grads = _gated_backward(ctx.kind, grad_h, gate, up)
         grad_gate, grad_up = grads if up is not None else (grads[0], None)
-        return None, grad_gate, grad_up, grad_weight, grad_bias
+        return None, grad_gate, grad_up, grad_weight, grad_bias, None
+
+
+def _saved_as_is():
+    """Whether save_for_backward keeps the tensor itself: no saved-tensor
+    hooks (checkpointing, offloading) and no compiler tracing."""
+    # is_compiling first: the compiler cannot trace the other.
+    return not torch.compiler.is_compiling() and torch._C._autograd._top_saved_tensors_default_hooks(False) is None
+
+
+def _graph_kept():
+    """Whether this backward keeps the graph for another (retain_graph=True)."""
+    return torch._C._autograd._get_current_graph_task_keep_graph()
 
 
 def has_hooks(module):
     return any(getattr(module, hooks, None) for hooks in _HOOKS)
 
 
-def can_recompute(down_proj):
-    """Whether down_proj can run inside the recomputing function: a plain
+def can_recompute(linear):
+    """Whether a projection can run inside the recomputing function: a plain
     nn.Linear with plain parameters (not DTensors: under tensor parallelism
     its own forward does the communication) and no hooks to skip."""
-    return type(down_proj) is nn.Linear and type(down_proj.weight) is nn.Parameter and not has_hooks(down_proj)
+    return type(linear) is nn.Linear and type(linear.weight) is nn.Parameter and not has_hooks(linear)
 
 
 def gated_down(kind, down_proj, gate, up=None, recompute=False):
     """down_proj(act(gate) * up), the activation fused; with recompute, where
     down_proj allows it, h is recomputed in backward instead of saved."""
     if recompute and torch.is_grad_enabled() and can_recompute(down_proj):
-        return _GatedDown.apply(kind, gate, up, down_proj.weight, down_proj.bias)
+        return _GatedDown.apply(kind, gate, up, down_proj.weight, down_proj.bias, False)
     return down_proj(gated(kind, gate, up))
+
+
+def packed_gated_down(kind, gate_up_proj, down_proj, x, recompute=False):
+    """down_proj(act(gate) * up) with gate‖up = gate_up_proj(x). With
+    recompute, where both projections allow it, gate‖up is this function's
+    own, and its gradient is written over it."""
+    if recompute and torch.is_grad_enabled() and can_recompute(down_proj) and can_recompute(gate_up_proj):
+        gate_up = F.linear(x, gate_up_proj.weight, gate_up_proj.bias)
+        return _GatedDown.apply(kind, gate_up, None, down_proj.weight, down_proj.bias, True)
+    return gated_down(kind, down_proj, gate_up_proj(x), None, recompute)

@@ -33,4 +33,5 @@ if torch.distributed.is_available():
     from torch.distributed.tensor.experimental import register_sharding
 
     for _op in OPS.values():
-        _register(_op, register_sharding, Replicate, Shard)
+        if not _op.inplace:  # recompute calls it on plain tensors only
+            _register(_op, register_sharding, Replicate, Shard)

@@ -35,4 +35,5 @@ def _register(op):
 
 
 for _op in OPS.values():
-    _register(_op)
+    if not _op.inplace:  # only recompute's backward calls it, on its own tensor
+        _register(_op)

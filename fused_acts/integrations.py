@@ -32,7 +32,7 @@ from torch import nn
 
 from . import nn as fnn
 from . import ops
-from ._recompute import gated, gated_down, has_hooks
+from ._recompute import gated, gated_down, has_hooks, packed_gated_down
 
 __all__ = ["patch", "unpatch"]
 
@@ -170,7 +170,7 @@ def _separate_forward(self, *args, **kwargs):
 
 def _packed_forward(self, *args, **kwargs):
     x = _input(self, args, kwargs)
-    return gated_down(self._fused_acts_kind, self.down_proj, self.gate_up_proj(x), None, self._fused_acts_recompute)
+    return packed_gated_down(self._fused_acts_kind, self.gate_up_proj, self.down_proj, x, self._fused_acts_recompute)
 
 
 def _fused_experts_gate(self, gate_up):

@@ -5,7 +5,7 @@ from torch import nn
 
 from . import ops
 from ._checks import check_approximate, check_finite, check_positive
-from ._recompute import gated_down
+from ._recompute import packed_gated_down
 
 
 class GELU(nn.Module):
@@ -135,7 +135,7 @@ class SwiGLUFFN(nn.Module):
             from .tensor_parallel import check_packed_weight
 
             check_packed_weight(type(self).__name__, self.gate_up_proj.weight)
-        return gated_down("silu", self.down_proj, self.gate_up_proj(x), None, self.recompute)
+        return packed_gated_down("silu", self.gate_up_proj, self.down_proj, x, self.recompute)
 
     @staticmethod
     def pack_state_dict(state_dict: dict, prefix: str = "") -> dict:

@@ -116,6 +116,18 @@ def bad_inputs():
         "geglu: interleaved applies to one packed tensor, but up was given too",
     )
     yield (
+        "swiglu_packed_backward_-transposed",
+        lambda d: torch.ops.fused_acts.swiglu_packed_backward_(rand(d, 3, 2), rand(d, 4, 3).mT),
+        ValueError,
+        r"swiglu_backward: x must have a row stride to take its gradient in place, got strides \[1, 3\]",
+    )
+    yield (
+        "swiglu_packed_backward_-overlap",
+        lambda d: (lambda x: torch.ops.fused_acts.swiglu_packed_backward_(x[:, :2], x))(rand(d, 3, 4)),
+        ValueError,
+        "swiglu_backward: grad and x must not overlap to write x's gradient in place",
+    )
+    yield (
         "silu_backward-shapes",
         lambda d: torch.ops.fused_acts.silu_backward(rand(d, 3, 5), rand(d, 3, 4)),
         ValueError,

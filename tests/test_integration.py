@@ -333,6 +333,9 @@ def test_patched_model_matches_and_unpatch_restores(name, recompute):
     assert fused_events, "no fused op ran"
     if name in EXPERTS_OP:
         assert f"fused_acts::{EXPERTS_OP[name]}" in fused_events, fused_events
+    # Recompute's packed FFN (Phi-3) writes gate‖up's gradient over gate‖up.
+    overwrote = "fused_acts::swiglu_packed_backward_" in fused_events
+    assert overwrote == (recompute and name == "phi3"), fused_events
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
     for n in ref_grads:
         torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-5, msg=n)
@@ -422,6 +425,53 @@ def test_recompute_keeps_only_input_gate_and_up(name):
     fused_acts.patch(mlp, recompute=True)
     recompute = saved_bytes(mlp, x)
     assert recompute <= inputs_gate_up * 1.05 < fused, (recompute, inputs_gate_up, fused)
+
+
+def ffn_grads(ffn, x, grad_out, case):
+    """ffn's output and gradients (x's, then its parameters'), as `case` runs
+    the backward, and whether the backward wrote gate‖up's gradient in place."""
+    ffn.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_()
+    params = list(ffn.parameters())
+    with torch.profiler.profile() as prof:
+        if case == "saved_tensors_hooks":
+            with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+                out = ffn(x)
+        else:
+            out = (torch.compile(ffn, fullgraph=True, backend="aot_eager") if case == "compiled" else ffn)(x)
+        if case == "create_graph":
+            grads = torch.autograd.grad(out, [x, *params], grad_out, create_graph=True)
+        else:
+            out.backward(grad_out, retain_graph=case == "retain_graph")
+            if case == "retain_graph":
+                out.backward(grad_out)
+            grads = [x.grad, *(p.grad for p in params)]
+    overwrote = any(e.name == "fused_acts::swiglu_packed_backward_" for e in prof.events())
+    return [out.detach(), *(g.detach() for g in grads)], overwrote
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "retain_graph", "create_graph", "saved_tensors_hooks", "hooked_gate_up_proj", "compiled"]
+)
+def test_recompute_overwrites_gate_up_only_when_nothing_else_reads_it(case):
+    """SwiGLUFFN(recompute=True) writes gate‖up's gradient over gate‖up only
+    where nothing can read the buffer again: a plain backward, and the last
+    of several (retain_graph=True before it). Where it could be read (a
+    recorded graph, saved-tensor hooks, a forward hook, a compiled graph) it
+    allocates. Every case gives eager's gradients."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    ffn = fnn.SwiGLUFFN(16, 40, bias=True, recompute=True)
+    reference = fnn.SwiGLUFFN(16, 40, bias=True)
+    reference.load_state_dict(ffn.state_dict())
+    if case == "hooked_gate_up_proj":
+        ffn.gate_up_proj.register_forward_hook(lambda module, args, out: None)
+    x, grad_out = torch.randn(3, 5, 16), torch.randn(3, 5, 16)
+    actual, overwrote = ffn_grads(ffn, x, grad_out, case)
+    expected, _ = ffn_grads(reference, x, grad_out, case if case in ("retain_graph", "create_graph") else "plain")
+    assert overwrote == (case in ("plain", "retain_graph"))
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e)
 
 
 def test_recompute_trains_and_compiles():

@@ -22,9 +22,12 @@ PARAM_VALUES = {
 }
 
 
-def sample_calls():
-    """(id, op, params) for each op and each combination of its params' values."""
+def sample_calls(inplace=True):
+    """(id, op, params) for each op (but the in-place ones, unless inplace) and
+    each combination of its params' values."""
     for op in OPS.values():
+        if op.inplace and not inplace:
+            continue
         for params in itertools.product(*(PARAM_VALUES[p] for p in op.params)):
             yield pytest.param(op, params, id="-".join([op.name, *map(str, params)]))
 
@@ -66,9 +69,26 @@ def test_every_op_has_a_cuda_kernel(op):
 @pytest.mark.parametrize("op, params", sample_calls())
 def test_opcheck(op, params, device):
     # Inputs that require grad make opcheck test the autograd registration
-    # too: the backward ops' own (double backward) included.
-    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in sample_args(op, params, device))
+    # too: the backward ops' own (double backward) included. The in-place
+    # ops are not differentiable (test_inplace_ops_refuse_grad).
+    args = sample_args(op, params, device)
+    if not op.inplace:
+        args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
     torch.library.opcheck(op.overload, args)
+
+
+@pytest.mark.parametrize("op", [op for op in OPS.values() if op.inplace], ids=lambda op: op.name)
+def test_inplace_ops_write_the_packed_backward_over_x(op, device):
+    """name_packed_backward_ writes name_packed_backward's result over x,
+    bumps x's version, and refuses inputs that require grad."""
+    for params in itertools.product(*(PARAM_VALUES[p] for p in op.params)):
+        grad, x, *_ = args = sample_args(op, params, device)
+        out_of_place = OPS[op.name.removesuffix("_")].overload(*args)
+        version = x._version
+        assert op.overload(*args) is None and x._version == version + 1
+        assert torch.equal(x, out_of_place)
+        with pytest.raises(RuntimeError, match=f"{op.name}: writes the gradient over x, and cannot itself be"):
+            op.overload(grad, x.requires_grad_(), *params)
 
 
 @pytest.fixture
@@ -79,7 +99,7 @@ def vmap_fallback_disabled():
     torch._C._functorch._set_vmap_fallback_enabled(True)
 
 
-@pytest.mark.parametrize("op, params", sample_calls())
+@pytest.mark.parametrize("op, params", sample_calls(inplace=False))
 def test_vmap_batches_every_op(op, params, device, vmap_fallback_disabled):
     """Each op's batching rule gives what a loop over the samples gives. The
     first tensor is batched along its dim 1, the others along dim 0, and the

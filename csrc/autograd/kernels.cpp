@@ -10,6 +10,7 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/library.h>
 
 #include <string>
@@ -172,6 +173,10 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P..., bool)>(Op::kPackedBackward);
     return op;
   }
+  static const auto& packed_backward_inplace_op() {
+    static const auto op = op_handle<void(const Tensor&, const Tensor&, P..., bool)>(Op::kPackedBackwardInPlace);
+    return op;
+  }
 
   // The derivatives of the backward, (grad·h(up)·f'(gate), grad·f(gate)·h'(up))
   // with h how up enters (up itself but for GPT-OSS's clamp), by grad, gate
@@ -312,11 +317,24 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     at::AutoDispatchBelowADInplaceOrView guard;
     return packed_backward_op().call(grad, x, params..., interleaved);
   }
+  // Not differentiable: it overwrites what a derivative would read. It bumps
+  // x's version, as ATen's in-place ops do, so that a saved x it overwrote
+  // fails loudly if unpacked again.
+  static void packed_backward_inplace(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
+    TORCH_CHECK(!any_requires_grad({grad, x}), Op::kPackedBackwardInPlace,
+                ": writes the gradient over x, and cannot itself be differentiated; call it without grad");
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      packed_backward_inplace_op().call(grad, x, params..., interleaved);
+    }
+    torch::autograd::increment_version(x);
+  }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
     m.impl(Op::kPacked, TORCH_FN(packed_forward));
     m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
+    m.impl(Op::kPackedBackwardInPlace, TORCH_FN(packed_backward_inplace));
   }
 };
 
