@@ -53,6 +53,38 @@ inline void apply_in_opmath(const Fn& fn, const Vectorized<scalar_t> (&in)[NIn],
   }
 }
 
+// The even and odd elements of the 2·Vec::size() in lo and hi. For 16-bit
+// types at::vec has no shuffle (its generic one goes element by element), so
+// they go through float, exactly, and back.
+template <typename scalar_t>
+inline std::pair<Vectorized<scalar_t>, Vectorized<scalar_t>> deinterleave(const Vectorized<scalar_t>& lo,
+                                                                          const Vectorized<scalar_t>& hi) {
+  if constexpr (std::is_same_v<at::opmath_type<scalar_t>, scalar_t>) {
+    return at::vec::deinterleave2(lo, hi);
+  } else {
+    const auto [lo0, lo1] = at::vec::convert_to_float<scalar_t>(lo);
+    const auto [hi0, hi1] = at::vec::convert_to_float<scalar_t>(hi);
+    const auto [even_lo, odd_lo] = at::vec::deinterleave2(lo0, lo1);
+    const auto [even_hi, odd_hi] = at::vec::deinterleave2(hi0, hi1);
+    return {narrow_from_float<scalar_t>(even_lo, even_hi), narrow_from_float<scalar_t>(odd_lo, odd_hi)};
+  }
+}
+
+// deinterleave's inverse.
+template <typename scalar_t>
+inline std::pair<Vectorized<scalar_t>, Vectorized<scalar_t>> interleave(const Vectorized<scalar_t>& even,
+                                                                        const Vectorized<scalar_t>& odd) {
+  if constexpr (std::is_same_v<at::opmath_type<scalar_t>, scalar_t>) {
+    return at::vec::interleave2(even, odd);
+  } else {
+    const auto [even_lo, even_hi] = at::vec::convert_to_float<scalar_t>(even);
+    const auto [odd_lo, odd_hi] = at::vec::convert_to_float<scalar_t>(odd);
+    const auto [lo0, lo1] = at::vec::interleave2(even_lo, odd_lo);
+    const auto [hi0, hi1] = at::vec::interleave2(even_hi, odd_hi);
+    return {narrow_from_float<scalar_t>(lo0, lo1), narrow_from_float<scalar_t>(hi0, hi1)};
+  }
+}
+
 // count elements of a pair, from 2·count interleaved ones at ptr.
 template <typename scalar_t>
 inline void load_pair(const scalar_t* ptr, int64_t count, Vectorized<scalar_t>& even, Vectorized<scalar_t>& odd) {
@@ -60,7 +92,7 @@ inline void load_pair(const scalar_t* ptr, int64_t count, Vectorized<scalar_t>& 
   const int64_t n = 2 * count;
   const Vec lo = Vec::loadu(ptr, std::min<int64_t>(n, Vec::size()));
   const Vec hi = n > Vec::size() ? Vec::loadu(ptr + Vec::size(), n - Vec::size()) : Vec(scalar_t(0));
-  std::tie(even, odd) = at::vec::deinterleave2(lo, hi);
+  std::tie(even, odd) = deinterleave(lo, hi);
 }
 
 template <typename scalar_t, typename Store>
@@ -68,7 +100,7 @@ inline void store_pair(const Vectorized<scalar_t>& even, const Vectorized<scalar
                        const Store& store) {
   using Vec = Vectorized<scalar_t>;
   const int64_t n = 2 * count;
-  const auto [lo, hi] = at::vec::interleave2(even, odd);
+  const auto [lo, hi] = interleave(even, odd);
   store(lo, ptr, std::min<int64_t>(n, Vec::size()));
   if (n > Vec::size()) store(hi, ptr + Vec::size(), n - Vec::size());
 }
