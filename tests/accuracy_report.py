@@ -10,8 +10,16 @@ import sys
 from pathlib import Path
 
 import torch
-from reference import UNARY, ref_derivative_terms
-from test_accuracy import AUDIT_DTYPES, audit_inputs, errors
+from reference import GATED, UNARY, ref_derivative_terms
+from test_accuracy import (
+    AUDIT_DTYPES,
+    GATE_ACTIVATION,
+    audit_inputs,
+    errors,
+    gated_audit_inputs,
+    gated_errors,
+    ref_gated_eager,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import machine_info  # noqa: E402
@@ -36,6 +44,19 @@ def main():
             cells += [grad.max(), eager_grad.max(), grad.mean(), eager_grad.mean()]
             dtype_name = str(dtype).removeprefix("torch.")
             print(f"| {name} | {dtype_name} | " + " | ".join(f"{c.item():.3g}" for c in cells) + " |")
+
+    gate, up = gated_audit_inputs(device)
+    print(f"\nGated ops: {gate.numel()} (gate, up) pairs; max ulps against float64, fused / eager\n")
+    print("| op | dtype | fwd | gate grad | up grad | fwd mean | gate grad mean | up grad mean |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in GATE_ACTIVATION:
+        for dtype in AUDIT_DTYPES:
+            ours = gated_errors(GATED[name].fused, gate, up, dtype, name)
+            theirs = gated_errors(lambda g, u, name=name: ref_gated_eager(name, g, u), gate, up, dtype, name)
+            cells = [f"{o.max().item():.3g} / {t.max().item():.3g}" for o, t in zip(ours, theirs)]
+            cells += [f"{o.mean().item():.3g} / {t.mean().item():.3g}" for o, t in zip(ours, theirs)]
+            dtype_name = str(dtype).removeprefix("torch.")
+            print(f"| {name} | {dtype_name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
