@@ -88,19 +88,17 @@ struct OpKernels {
     return {grad_gate, grad_up};
   }
 
-  // gate‖up, or gate and up alternating. Interleaved halves are views with
-  // element stride 2, which the engines read as pairs, given a row stride.
-  static std::tuple<Tensor, Tensor> packed_halves(const Tensor& x, bool interleaved) {
-    const int64_t half = x.size(-1) / 2;
-    if (!interleaved) return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
-    const Tensor rows = row_stride_of(x).has_value() ? x : x.contiguous();
-    return {rows.slice(-1, 0, 2 * half, 2), rows.slice(-1, 1, 2 * half, 2)};
+  // op_list.h's packed_halves, as the engines read them: interleaved halves
+  // (element stride 2) are read as pairs, given a row stride.
+  static std::tuple<Tensor, Tensor> engine_halves(const Tensor& x, bool interleaved) {
+    const bool copy = interleaved && !row_stride_of(x).has_value();
+    return packed_halves(copy ? x.contiguous() : x, interleaved);
   }
 
   template <typename Act>
   static Tensor gated_packed_forward(const char* op, Act act, const Tensor& x, bool interleaved) {
     check_packed(op, x, interleaved);
-    auto [gate, up] = packed_halves(x, interleaved);
+    auto [gate, up] = engine_halves(x, interleaved);
     Tensor out = at::empty(gate.sizes(), x.options());
     gated_forward_into(act, gate, up, out, interleaved);
     return out;
@@ -110,16 +108,17 @@ struct OpKernels {
   template <typename Act>
   static Tensor gated_packed_backward(const char* op, Act act, const Tensor& grad, const Tensor& x, bool interleaved) {
     check_packed(op, x, interleaved);
-    auto [gate, up] = packed_halves(x, interleaved);
+    auto [gate, up] = engine_halves(x, interleaved);
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
-    auto [grad_gate, grad_up] = packed_halves(grad_x, interleaved);
+    auto [grad_gate, grad_up] = engine_halves(grad_x, interleaved);
     gated_backward_into(act, grad, gate, up, grad_gate, grad_up, interleaved);
     return grad_x;
   }
 
   // The same, written over x: each element pair is read before it is written,
-  // by the thread that writes it.
+  // by the thread that writes it. x must have a row stride, so its own
+  // halves serve (no copy, even on the way to that error).
   template <typename Act>
   static void gated_packed_backward_inplace(const char* op, Act act, const Tensor& grad, const Tensor& x,
                                             bool interleaved) {

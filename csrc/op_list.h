@@ -27,6 +27,14 @@ namespace fused_acts {
 struct Unary {};
 struct Gated {};
 
+// A packed x's gate and up, as views: its last dim's halves (gate‖up), or
+// its even and odd elements (interleaved).
+inline std::tuple<at::Tensor, at::Tensor> packed_halves(const at::Tensor& x, bool interleaved) {
+  const int64_t half = x.size(-1) / 2;
+  if (interleaved) return {x.slice(-1, 0, 2 * half, 2), x.slice(-1, 1, 2 * half, 2)};
+  return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
+}
+
 #define FUSED_ACTS_FOR_EACH_OP(X)              \
   X(gelu, Unary, GeluApproximate)              \
   X(silu, Unary, Only<SiluAct>)                \

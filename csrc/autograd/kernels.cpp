@@ -198,12 +198,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     return {d_grad, d_gate, d_up};
   }
 
-  // gate‖up, or gate and up alternating, and back.
-  static Pair halves(const Tensor& x, bool interleaved) {
-    const int64_t half = x.size(-1) / 2;
-    if (interleaved) return {x.slice(-1, 0, 2 * half, 2), x.slice(-1, 1, 2 * half, 2)};
-    return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
-  }
+  // op_list.h's packed_halves, inverted.
   static Tensor packed(const Tensor& gate, const Tensor& up, bool interleaved) {
     return interleaved ? at::stack({gate, up}, -1).flatten(-2) : at::cat({gate, up}, -1);
   }
@@ -283,7 +278,8 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
       const variable_list saved = ctx->get_saved_variables();
       const auto dtype = saved[1].scalar_type();
       const bool interleaved = ctx->saved_data.at("interleaved").toBool();
-      const Pair x = halves(opmath(saved[1]), interleaved), grad_of_dx = halves(opmath(grads[0]), interleaved);
+      const Pair x = packed_halves(opmath(saved[1]), interleaved);
+      const Pair grad_of_dx = packed_halves(opmath(grads[0]), interleaved);
       return std::apply(
           [&](const auto&... p) {
             auto [d_grad, d_gate, d_up] = derivatives(opmath(saved[0]), std::get<0>(x), std::get<1>(x),
