@@ -35,6 +35,14 @@ def eager_gpt_oss_gate(gate_up, alpha=1.702, limit=7.0):
     return (up + 1) * glu
 
 
+def eager_glu(gate, value):
+    return value * torch.sigmoid(gate)
+
+
+def eager_reglu(gate, up):
+    return F.relu(gate) * up
+
+
 def packed(eager_gated):
     """eager_gated on the halves of one gate‖up tensor, as a fused projection's output is split."""
     return lambda x: eager_gated(*x.chunk(2, dim=-1))
@@ -51,6 +59,9 @@ CASES = {
     "swiglu_packed": Case(fused_acts.swiglu, packed(eager_swiglu), "packed"),
     "geglu": Case(fused_acts.geglu, eager_geglu, "gated"),
     "geglu_packed": Case(fused_acts.geglu, packed(eager_geglu), "packed"),
+    "glu": Case(lambda gate, value: fused_acts.glu(value, gate), eager_glu, "gated"),
+    "glu_packed": Case(fused_acts.glu, lambda x: F.glu(x, dim=-1), "packed"),
+    "reglu": Case(fused_acts.reglu, eager_reglu, "gated"),
     "clamped_swiglu_interleaved": Case(
         lambda x: fused_acts.clamped_swiglu(x, interleaved=True), eager_gpt_oss_gate, "packed"
     ),

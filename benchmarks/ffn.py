@@ -1,6 +1,8 @@
 """Transformer FFN blocks, forward+backward: what users run, timed with the
 bytes each keeps for backward and, on CUDA, its peak memory. The fused blocks
-are fused_acts' own: SwiGLUFFN, and eager blocks put through fused_acts.patch."""
+are fused_acts' own: SwiGLUFFN, and eager blocks put through fused_acts.patch;
+with compile, also the eager block under torch.compile (Inductor) and under
+torch.compile(backend="fused_acts")."""
 
 import copy
 import math
@@ -48,9 +50,17 @@ def patched(eager, recompute=False):
     return fused
 
 
-def ffn_blocks(dim, hidden):
-    """name -> {candidate: block}, sharing weights: fused, eager, and for the
-    gated blocks the fused block that recomputes its activation in backward."""
+def compiled(eager, use_compile):
+    """The compiled candidates of an eager block, sharing its weights."""
+    if not use_compile:
+        return {}
+    return {"compile": torch.compile(eager), "compile_fused_acts": torch.compile(eager, backend="fused_acts")}
+
+
+def ffn_blocks(dim, hidden, use_compile=False):
+    """name -> {candidate: block}, sharing weights: fused, eager, for the
+    gated blocks the fused block that recomputes its activation in backward,
+    and the compiled ones."""
     llama = LlamaMLP(dim, hidden)
     packed_fused = SwiGLUFFN(dim, hidden)
     packed_recompute = SwiGLUFFN(dim, hidden, recompute=True)
@@ -58,10 +68,21 @@ def ffn_blocks(dim, hidden):
     packed_recompute.load_state_dict(packed_fused.state_dict())
     packed_eager.load_state_dict(packed_fused.state_dict())
     gelu = nn.Sequential(nn.Linear(dim, hidden), nn.GELU("tanh"), nn.Linear(hidden, dim))
+    torch._dynamo.reset()
     return {
-        "llama_mlp": {"fused": patched(llama), "recompute": patched(llama, recompute=True), "eager": llama},
-        "llama_mlp_packed": {"fused": packed_fused, "recompute": packed_recompute, "eager": packed_eager},
-        "gelu_mlp": {"fused": patched(gelu), "eager": gelu},
+        "llama_mlp": {
+            "fused": patched(llama),
+            "recompute": patched(llama, recompute=True),
+            "eager": llama,
+            **compiled(llama, use_compile),
+        },
+        "llama_mlp_packed": {
+            "fused": packed_fused,
+            "recompute": packed_recompute,
+            "eager": packed_eager,
+            **compiled(packed_eager, use_compile),
+        },
+        "gelu_mlp": {"fused": patched(gelu), "eager": gelu, **compiled(gelu, use_compile)},
     }
 
 
@@ -108,7 +129,7 @@ def cpu_lacks_matmul(dtype):
 def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
     """Rows for every block at one shape and dtype: a row per candidate, forward+backward."""
     rows = []
-    for name, candidates in ffn_blocks(dim, hidden).items():
+    for name, candidates in ffn_blocks(dim, hidden, not args.no_compile).items():
         blocks = {k: block.to(device=device, dtype=dtype) for k, block in candidates.items()}
         x = torch.randn(tokens, dim, device=device, dtype=dtype)
         xs = {k: x.clone().requires_grad_() for k in blocks}
@@ -138,7 +159,8 @@ def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
             else:
                 row.median_ms = medians[k] * 1e3
                 row.speedup_vs_eager = medians["eager"] / medians[k]
-            row.saved_mb = saved_bytes(block, xs[k]) / 2**20
+            # Saved-tensor hooks see a compiled graph's own saving, not what it keeps.
+            row.saved_mb = math.nan if k.startswith("compile") else saved_bytes(block, xs[k]) / 2**20
             row.peak_mb = peak_bytes(block, xs[k], device) / 2**20
             rows.append(row)
     return rows

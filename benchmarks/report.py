@@ -107,13 +107,18 @@ def render_tables(rows, info, copy_gbps):
 def ffn_lines(ffn_rows):
     """The FFN table: ms, speedup, and MB saved for backward (parameters
     excluded) and peak (CUDA), per candidate: fused, recompute (where the
-    block has one) and eager."""
+    block has one), eager, and the compiled ones where they ran: the
+    compile backend against plain torch.compile."""
     if not ffn_rows:
         return []
-    candidates = [c for c in ("fused", "recompute", "eager") if any(r.candidate == c for r in ffn_rows)]
+    order = ("fused", "recompute", "eager", "compile", "compile_fused_acts")
+    candidates = [c for c in order if any(r.candidate == c for r in ffn_rows)]
     names = " / ".join(candidates)
-    header = ["FFN block", "dtype", "tokens×dim×hidden", f"ms {names}", "fused × eager", f"saved MB {names}"]
-    header.append(f"peak MB {names}")
+    header = ["FFN block", "dtype", "tokens×dim×hidden", f"ms {names}", "fused × eager"]
+    with_compile = "compile_fused_acts" in candidates
+    if with_compile:
+        header.append("backend × compile")
+    header += [f"saved MB {names}", f"peak MB {names}"]
     lines = ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups = {}
     for r in ffn_rows:
@@ -124,7 +129,12 @@ def ffn_lines(ffn_rows):
 
     for (name, dtype, shape), by in groups.items():
         cells = [name, dtype, "×".join(map(str, shape)), per_candidate(by, "median_ms", ".2f")]
-        cells += [fmt(by["fused"].speedup_vs_eager, ".2f"), per_candidate(by, "saved_mb", ".1f")]
+        cells.append(fmt(by["fused"].speedup_vs_eager, ".2f"))
+        if with_compile:
+            backend, plain = by.get("compile_fused_acts"), by.get("compile")
+            ratio = plain.median_ms / backend.median_ms if backend and plain else math.nan
+            cells.append(fmt(ratio, ".2f"))
+        cells.append(per_candidate(by, "saved_mb", ".1f"))
         cells.append(per_candidate(by, "peak_mb", ".1f"))
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -118,6 +118,34 @@ struct ReluSquaredAct {
   }
 };
 
+// sigmoid(x) = 1/(1 + e^(−x)), GLU's gate. Its slope s·(1 − s) takes 1 − s
+// as e^(−x)·s where e^(−x) < 1, which stays exact as s → 1.
+struct SigmoidAct {
+  template <typename scalar_t, typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    return T(1) / (T(1) + Math<T>::exp(-x));
+  }
+  template <typename scalar_t, typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    const T e = Math<T>::exp(-x);
+    const T s = T(1) / (T(1) + e);
+    return dy * s * Math<T>::where(e < T(1), e * s, T(1) - s);
+  }
+};
+
+// relu(x), ReGLU's gate. x < 0 selects, so nan stays nan; the slope zeroes
+// where x <= 0, which nan is not, as eager's relu backward does.
+struct ReluAct {
+  template <typename scalar_t, typename T>
+  static C10_HOST_DEVICE T forward(T x) {
+    return Math<T>::where(x < T(0), T(0), x);
+  }
+  template <typename scalar_t, typename T>
+  static C10_HOST_DEVICE T backward(T dy, T x) {
+    return Math<T>::where(x <= T(0), T(0), dy);
+  }
+};
+
 // SiLU keeps eager's formulas exactly, so results match eager bit for bit.
 struct SiluAct {
   template <typename scalar_t, typename T>

@@ -50,10 +50,16 @@ inline void check_same(const char* op, const char* a_name, const at::Tensor& a, 
   check_same_device(op, a_name, a, b_name, b);
 }
 
-inline void check_packed(const char* op, const at::Tensor& x, bool interleaved) {
+// How a packed x holds gate and up, as the messages name it.
+inline const char* packed_layout_name(bool interleaved, bool up_first) {
+  if (interleaved) return up_first ? "up and gate interleaved" : "gate and up interleaved";
+  return up_first ? "up‖gate" : "gate‖up";
+}
+
+inline void check_packed(const char* op, const at::Tensor& x, bool interleaved, bool up_first) {
   check_floating(op, "x", x);
   TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) % 2 == 0, op, ": packed x must have an even last dim (",
-                    interleaved ? "gate and up interleaved" : "gate‖up", "), got shape ", shape_str(x.sizes()));
+                    packed_layout_name(interleaved, up_first), "), got shape ", shape_str(x.sizes()));
 }
 
 // The in-place packed backward writes x's gradient over x: x must be one

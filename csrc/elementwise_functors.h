@@ -3,7 +3,8 @@
 // and maps kIn opmath values (scalars or SIMD vectors) to kOut values;
 // scalar_t is the storage dtype, needed where eager rounds an intermediate
 // to it. kInterleaved names the operands that pair up (elementwise_args.h)
-// when a packed gate and up are interleaved.
+// when a packed gate and up are interleaved; kPairedOnly, that the functor
+// only ever runs on such pairs, so the engines compile nothing else for it.
 #pragma once
 
 #include "activations.h"
@@ -18,6 +19,7 @@ template <typename Act, typename scalar_t>
 struct UnaryForward {
   static constexpr int kIn = 1, kOut = 1;
   static constexpr Pairs kInterleaved{};
+  static constexpr bool kPairedOnly = false;
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
@@ -30,6 +32,7 @@ template <typename Act, typename scalar_t>
 struct UnaryBackward {
   static constexpr int kIn = 2, kOut = 1;
   static constexpr Pairs kInterleaved{};
+  static constexpr bool kPairedOnly = false;
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
@@ -44,6 +47,7 @@ template <typename Act, typename scalar_t>
 struct GatedForward {
   static constexpr int kIn = 2, kOut = 1;
   static constexpr Pairs kInterleaved{0, -1};
+  static constexpr bool kPairedOnly = false;
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
@@ -58,6 +62,7 @@ template <typename Act, typename scalar_t>
 struct GatedBackward {
   static constexpr int kIn = 3, kOut = 2;
   static constexpr Pairs kInterleaved{1, 0};
+  static constexpr bool kPairedOnly = false;
   Act act;
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {
@@ -65,6 +70,34 @@ struct GatedBackward {
     out[0] = act.template backward<scalar_t>(dy * gated_up(act, up), gate);
     const T act_gate = Math<T>::template round_to<scalar_t>(act.template forward<scalar_t>(gate));
     out[1] = gated_up_backward(act, dy * act_gate, up);
+  }
+};
+
+// The gated functors on operands whose gate and up come the other way round:
+// up and gate interleaved, up at the even elements, where the engines pair
+// operands k and k + 1 as a tensor's even and odd elements.
+template <typename Act, typename scalar_t>
+struct GatedForwardUpFirst : GatedForward<Act, scalar_t> {
+  static constexpr bool kPairedOnly = true;
+  // in: up, gate.
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    const T gate_up[2] = {in[1], in[0]};
+    GatedForward<Act, scalar_t>::operator()(gate_up, out);
+  }
+};
+
+template <typename Act, typename scalar_t>
+struct GatedBackwardUpFirst : GatedBackward<Act, scalar_t> {
+  static constexpr bool kPairedOnly = true;
+  // in: grad_out, up, gate. out: grad_up, grad_gate.
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    const T grad_gate_up[3] = {in[0], in[2], in[1]};
+    T grads[2];
+    GatedBackward<Act, scalar_t>::operator()(grad_gate_up, grads);
+    out[0] = grads[1];
+    out[1] = grads[0];
   }
 };
 

@@ -44,11 +44,17 @@ struct OpKernels {
   }
 
   // out and the gradients may be views (the halves of a packed tensor);
-  // interleaved: gate and up, and the gradients, pair up (elementwise_args.h).
+  // interleaved: gate and up, and the gradients, pair up (elementwise_args.h),
+  // the even elements first: up's where up_first.
   template <typename Act>
   static void gated_forward_into(Act act, const Tensor& gate, const Tensor& up, const Tensor& out,
-                                 bool interleaved = false) {
+                                 bool interleaved = false, bool up_first = false) {
     if (out.numel() == 0) return;
+    if (interleaved && up_first) {
+      Tensor in[2] = {up, gate};
+      const auto args = make_elementwise_args<2, 1>(in, {out}, GatedForwardUpFirst<Act, float>::kInterleaved);
+      return Backend::template launch<GatedForwardUpFirst>(act, args, gate);
+    }
     Tensor in[2] = {gate, up};
     const auto args = make_elementwise_args<2, 1>(in, {out}, pairs<GatedForward<Act, float>>(interleaved));
     Backend::template launch<GatedForward>(act, args, gate);
@@ -56,8 +62,15 @@ struct OpKernels {
 
   template <typename Act>
   static void gated_backward_into(Act act, const Tensor& grad, const Tensor& gate, const Tensor& up,
-                                  const Tensor& grad_gate, const Tensor& grad_up, bool interleaved = false) {
+                                  const Tensor& grad_gate, const Tensor& grad_up, bool interleaved = false,
+                                  bool up_first = false) {
     if (grad.numel() == 0) return;
+    if (interleaved && up_first) {
+      Tensor in[3] = {grad, up, gate};
+      const auto args =
+          make_elementwise_args<3, 2>(in, {grad_up, grad_gate}, GatedBackwardUpFirst<Act, float>::kInterleaved);
+      return Backend::template launch<GatedBackwardUpFirst>(act, args, gate);
+    }
     Tensor in[3] = {grad, gate, up};
     const auto args =
         make_elementwise_args<3, 2>(in, {grad_gate, grad_up}, pairs<GatedBackward<Act, float>>(interleaved));
@@ -90,29 +103,30 @@ struct OpKernels {
 
   // op_list.h's packed_halves, as the engines read them: interleaved halves
   // (element stride 2) are read as pairs, given a row stride.
-  static std::tuple<Tensor, Tensor> engine_halves(const Tensor& x, bool interleaved) {
+  static std::tuple<Tensor, Tensor> engine_halves(const Tensor& x, bool interleaved, bool up_first) {
     const bool copy = interleaved && !row_stride_of(x).has_value();
-    return packed_halves(copy ? x.contiguous() : x, interleaved);
+    return packed_halves(copy ? x.contiguous() : x, interleaved, up_first);
   }
 
   template <typename Act>
-  static Tensor gated_packed_forward(const char* op, Act act, const Tensor& x, bool interleaved) {
-    check_packed(op, x, interleaved);
-    auto [gate, up] = engine_halves(x, interleaved);
+  static Tensor gated_packed_forward(const char* op, Act act, const Tensor& x, bool interleaved, bool up_first) {
+    check_packed(op, x, interleaved, up_first);
+    auto [gate, up] = engine_halves(x, interleaved, up_first);
     Tensor out = at::empty(gate.sizes(), x.options());
-    gated_forward_into(act, gate, up, out, interleaved);
+    gated_forward_into(act, gate, up, out, interleaved, up_first);
     return out;
   }
 
   // The gradient is one packed tensor whose halves the kernel writes in place.
   template <typename Act>
-  static Tensor gated_packed_backward(const char* op, Act act, const Tensor& grad, const Tensor& x, bool interleaved) {
-    check_packed(op, x, interleaved);
-    auto [gate, up] = engine_halves(x, interleaved);
+  static Tensor gated_packed_backward(const char* op, Act act, const Tensor& grad, const Tensor& x, bool interleaved,
+                                      bool up_first) {
+    check_packed(op, x, interleaved, up_first);
+    auto [gate, up] = engine_halves(x, interleaved, up_first);
     check_same(op, "grad", grad, "gate", gate);
     Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
-    auto [grad_gate, grad_up] = engine_halves(grad_x, interleaved);
-    gated_backward_into(act, grad, gate, up, grad_gate, grad_up, interleaved);
+    auto [grad_gate, grad_up] = engine_halves(grad_x, interleaved, up_first);
+    gated_backward_into(act, grad, gate, up, grad_gate, grad_up, interleaved, up_first);
     return grad_x;
   }
 
@@ -121,12 +135,12 @@ struct OpKernels {
   // halves serve (no copy, even on the way to that error).
   template <typename Act>
   static void gated_packed_backward_inplace(const char* op, Act act, const Tensor& grad, const Tensor& x,
-                                            bool interleaved) {
-    check_packed(op, x, interleaved);
-    auto [gate, up] = packed_halves(x, interleaved);
+                                            bool interleaved, bool up_first) {
+    check_packed(op, x, interleaved, up_first);
+    auto [gate, up] = packed_halves(x, interleaved, up_first);
     check_same(op, "grad", grad, "gate", gate);
     check_writable(op, grad, x, row_stride_of(x).has_value());
-    gated_backward_into(act, grad, gate, up, gate, up, interleaved);
+    gated_backward_into(act, grad, gate, up, gate, up, interleaved, up_first);
   }
 };
 
@@ -167,18 +181,22 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
     return Op::Select::with_act(
         Op::kBackward, [&](auto act) { return K::gated_backward(Op::kBackward, act, grad, gate, up); }, params...);
   }
-  static Tensor packed_forward(const Tensor& x, P... params, bool interleaved) {
+  static Tensor packed_forward(const Tensor& x, P... params, bool interleaved, bool up_first) {
     return Op::Select::with_act(
-        Op::kName, [&](auto act) { return K::gated_packed_forward(Op::kName, act, x, interleaved); }, params...);
-  }
-  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
-    return Op::Select::with_act(
-        Op::kBackward, [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x, interleaved); },
+        Op::kName, [&](auto act) { return K::gated_packed_forward(Op::kName, act, x, interleaved, up_first); },
         params...);
   }
-  static void packed_backward_inplace(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
+  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved, bool up_first) {
+    return Op::Select::with_act(
+        Op::kBackward,
+        [&](auto act) { return K::gated_packed_backward(Op::kBackward, act, grad, x, interleaved, up_first); },
+        params...);
+  }
+  static void packed_backward_inplace(const Tensor& grad, const Tensor& x, P... params, bool interleaved,
+                                      bool up_first) {
     Op::Select::with_act(
-        Op::kBackward, [&](auto act) { K::gated_packed_backward_inplace(Op::kBackward, act, grad, x, interleaved); },
+        Op::kBackward,
+        [&](auto act) { K::gated_packed_backward_inplace(Op::kBackward, act, grad, x, interleaved, up_first); },
         params...);
   }
   static void register_into(torch::Library& m) {

@@ -4,11 +4,13 @@
 //          name_backward(Tensor grad, Tensor x, <params>) -> Tensor
 //   Gated  name(Tensor gate, Tensor up, <params>) -> Tensor
 //          name_backward(Tensor grad, Tensor gate, Tensor up, <params>) -> (Tensor, Tensor)
-//          name_packed(Tensor x, <params>, bool interleaved=False) -> Tensor,
+//          name_packed(Tensor x, <params>, <layout>) -> Tensor,
 //            x's last dim being gate‖up, or gate and up alternating
-//          name_packed_backward(Tensor grad, Tensor x, <params>, bool interleaved=False) -> Tensor
-//          name_packed_backward_(Tensor grad, Tensor(a!) x, <params>, bool interleaved=False) -> (),
+//          name_packed_backward(Tensor grad, Tensor x, <params>, <layout>) -> Tensor
+//          name_packed_backward_(Tensor grad, Tensor(a!) x, <params>, <layout>) -> (),
 //            the gradient written over x (for recompute, which owns x)
+//          with <layout> = bool interleaved=False, bool up_first=False: up_first
+//          swaps the halves (up‖gate), or the pair (up at the even elements)
 // Select says what <params> are and picks the activation (activations.h)
 // from their values. schemas.cpp defines the schemas from this list,
 // op_kernels.h registers every backend's kernels from it, and fused_acts/
@@ -28,11 +30,13 @@ struct Unary {};
 struct Gated {};
 
 // A packed x's gate and up, as views: its last dim's halves (gate‖up), or
-// its even and odd elements (interleaved).
-inline std::tuple<at::Tensor, at::Tensor> packed_halves(const at::Tensor& x, bool interleaved) {
+// its even and odd elements (interleaved); up_first: the other way round.
+inline std::tuple<at::Tensor, at::Tensor> packed_halves(const at::Tensor& x, bool interleaved, bool up_first) {
   const int64_t half = x.size(-1) / 2;
-  if (interleaved) return {x.slice(-1, 0, 2 * half, 2), x.slice(-1, 1, 2 * half, 2)};
-  return {x.narrow(-1, 0, half), x.narrow(-1, half, half)};
+  at::Tensor first = interleaved ? x.slice(-1, 0, 2 * half, 2) : x.narrow(-1, 0, half);
+  at::Tensor second = interleaved ? x.slice(-1, 1, 2 * half, 2) : x.narrow(-1, half, half);
+  if (up_first) return {second, first};
+  return {first, second};
 }
 
 #define FUSED_ACTS_FOR_EACH_OP(X)              \
@@ -43,7 +47,9 @@ inline std::tuple<at::Tensor, at::Tensor> packed_halves(const at::Tensor& x, boo
   X(relu_squared, Unary, Only<ReluSquaredAct>) \
   X(swiglu, Gated, Only<SiluAct>)              \
   X(geglu, Gated, GeluApproximate)             \
-  X(clamped_swiglu, Gated, ClampedSwishParams)
+  X(clamped_swiglu, Gated, ClampedSwishParams) \
+  X(glu, Gated, Only<SigmoidAct>)              \
+  X(reglu, Gated, Only<ReluAct>)
 
 // An op without params, always computing Act.
 template <typename Act>

@@ -24,7 +24,7 @@ void define_schemas(torch::Library& m, Op, Gated) {
   const std::string name = Op::kName, params = Op::Select::kSchema;
   define(m, name + "(Tensor gate, Tensor up" + params + ") -> Tensor");
   define(m, name + "_backward(Tensor grad, Tensor gate, Tensor up" + params + ") -> (Tensor, Tensor)");
-  const std::string packed_params = params + ", bool interleaved=False";
+  const std::string packed_params = params + ", bool interleaved=False, bool up_first=False";
   define(m, name + "_packed(Tensor x" + packed_params + ") -> Tensor");
   define(m, name + "_packed_backward(Tensor grad, Tensor x" + packed_params + ") -> Tensor");
   define(m, name + "_packed_backward_(Tensor grad, Tensor(a!) x" + packed_params + ") -> ()");

@@ -1,8 +1,9 @@
 """Fused CPU and CUDA kernels for transformer FFN activations."""
 
 from . import nn
+from ._compile import compile_backend
 from .integrations import patch, unpatch
-from .ops import clamped_swiglu, geglu, gelu, mish, relu_squared, silu, swiglu, swish
+from .ops import clamped_swiglu, geglu, gelu, glu, mish, reglu, relu_squared, silu, swiglu, swish
 
 __all__ = [
     "gelu",
@@ -13,8 +14,11 @@ __all__ = [
     "swiglu",
     "geglu",
     "clamped_swiglu",
+    "glu",
+    "reglu",
     "nn",
     "patch",
     "unpatch",
+    "compile_backend",
 ]
 __version__ = "0.1.0"

@@ -35,10 +35,17 @@ def check_same(op, a_name, a, b_name, b):
         raise RuntimeError(f"{op}: {a_name} and {b_name} must be on the same device, got {a.device} and {b.device}")
 
 
-def check_packed(op, x, interleaved=False):
+def packed_layout_name(interleaved, up_first):
+    """How a packed x holds gate and up, as the messages name it."""
+    if interleaved:
+        return "up and gate interleaved" if up_first else "gate and up interleaved"
+    return "up‖gate" if up_first else "gate‖up"
+
+
+def check_packed(op, x, interleaved=False, up_first=False):
     check_floating(op, "x", x)
     if x.dim() < 1 or x.shape[-1] % 2 != 0:
-        layout = "gate and up interleaved" if interleaved else "gate‖up"
+        layout = packed_layout_name(interleaved, up_first)
         raise ValueError(f"{op}: packed x must have an even last dim ({layout}), got shape {list(x.shape)}")
 
 
@@ -90,6 +97,7 @@ PARAM_CHECKS = {
     "alpha": lambda op, alpha: check_finite(op, "alpha", alpha),
     "limit": lambda op, limit: check_positive(op, "limit", limit),
     "interleaved": lambda op, interleaved: None,
+    "up_first": lambda op, up_first: None,
 }
 
 
@@ -109,7 +117,7 @@ def check_call(op, by_name):
         if op.backward:
             check_same(name, "grad", by_name["grad"], "gate", by_name["gate"])
     else:
-        check_packed(name, by_name["x"], by_name["interleaved"])
+        check_packed(name, by_name["x"], by_name["interleaved"], by_name["up_first"])
         if op.backward:
             gate = by_name["x"].chunk(2, dim=-1)[0]
             check_same(name, "grad", by_name["grad"], "gate", gate)

@@ -25,61 +25,50 @@ _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_
 _OPS = torch.ops.fused_acts
 
 
-def _family(kind):
-    """The gated op family that applies kind ('silu', 'gelu' or 'gelu_tanh')
-    to the gate, and its params."""
-    if kind == "silu":
-        return "swiglu", ()
-    return "geglu", ("tanh" if kind == "gelu_tanh" else "none",)
-
-
-def gated(kind, gate, up=None):
-    """act(gate) * up as one fused op (up=None: gate is packed gate‖up)."""
-    family, params = _family(kind)
+def gated(op, gate, up=None):
+    """act(gate) * up as one fused op, a GatedOp (up=None: gate is packed as op says)."""
     if up is None:
-        return getattr(_OPS, f"{family}_packed")(gate, *params)
-    return getattr(_OPS, family)(gate, up, *params)
+        return getattr(_OPS, f"{op.family}_packed")(gate, *op.params, op.interleaved, op.up_first)
+    return getattr(_OPS, op.family)(gate, up, *op.params)
 
 
-def _gated_backward(kind, grad, gate, up):
-    """The gradients of gated(kind, gate, up): (grad_gate, grad_up), or the packed one."""
-    family, params = _family(kind)
+def _gated_backward(op, grad, gate, up):
+    """The gradients of gated(op, gate, up): (grad_gate, grad_up), or the packed one."""
     if up is None:
-        return (getattr(_OPS, f"{family}_packed_backward")(grad, gate, *params),)
-    return getattr(_OPS, f"{family}_backward")(grad, gate, up, *params)
+        return (getattr(_OPS, f"{op.family}_packed_backward")(grad, gate, *op.params, op.interleaved, op.up_first),)
+    return getattr(_OPS, f"{op.family}_backward")(grad, gate, up, *op.params)
 
 
-def _gated_backward_over(kind, grad, gate_up):
-    """_gated_backward(kind, grad, gate_up, None), written over gate_up, which it returns."""
-    family, params = _family(kind)
-    getattr(_OPS, f"{family}_packed_backward_")(grad, gate_up, *params)
+def _gated_backward_over(op, grad, gate_up):
+    """_gated_backward(op, grad, gate_up, None), written over gate_up, which it returns."""
+    getattr(_OPS, f"{op.family}_packed_backward_")(grad, gate_up, *op.params, op.interleaved, op.up_first)
     return gate_up
 
 
 class _GatedDown(torch.autograd.Function):
     @staticmethod
-    def forward(kind, gate, up, weight, bias, owns_gate_up):
-        return F.linear(gated(kind, gate, up), weight, bias)
+    def forward(op, gate, up, weight, bias, owns_gate_up):
+        return F.linear(gated(op, gate, up), weight, bias)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        kind, gate, up, weight, bias, owns_gate_up = inputs
-        ctx.kind, ctx.has_bias = kind, bias is not None
+        op, gate, up, weight, bias, owns_gate_up = inputs
+        ctx.op, ctx.has_bias = op, bias is not None
         ctx.overwrite_gate_up = owns_gate_up and _saved_as_is()
         ctx.save_for_backward(gate, up, weight)
 
     @staticmethod
     def backward(ctx, grad_out):
         gate, up, weight = ctx.saved_tensors
-        h = gated(ctx.kind, gate, up)
+        h = gated(ctx.op, gate, up)
         grad_out_2d = grad_out.reshape(-1, grad_out.shape[-1])
         grad_weight = grad_out_2d.mT @ h.reshape(-1, h.shape[-1])
         grad_bias = grad_out_2d.sum(0) if ctx.has_bias else None
         del h
         grad_h = grad_out @ weight
         if ctx.overwrite_gate_up and not (torch.is_grad_enabled() or _graph_kept()):
-            return None, _gated_backward_over(ctx.kind, grad_h, gate), None, grad_weight, grad_bias, None
-        grads = _gated_backward(ctx.kind, grad_h, gate, up)
+            return None, _gated_backward_over(ctx.op, grad_h, gate), None, grad_weight, grad_bias, None
+        grads = _gated_backward(ctx.op, grad_h, gate, up)
         grad_gate, grad_up = grads if up is not None else (grads[0], None)
         return None, grad_gate, grad_up, grad_weight, grad_bias, None
 
@@ -107,19 +96,20 @@ def can_recompute(linear):
     return type(linear) is nn.Linear and type(linear.weight) is nn.Parameter and not has_hooks(linear)
 
 
-def gated_down(kind, down_proj, gate, up=None, recompute=False):
-    """down_proj(act(gate) * up), the activation fused; with recompute, where
-    down_proj allows it, h is recomputed in backward instead of saved."""
+def gated_down(op, down_proj, gate, up=None, recompute=False):
+    """down_proj(act(gate) * up), the activation fused as the GatedOp op; with
+    recompute, where down_proj allows it, h is recomputed in backward instead
+    of saved."""
     if recompute and torch.is_grad_enabled() and can_recompute(down_proj):
-        return _GatedDown.apply(kind, gate, up, down_proj.weight, down_proj.bias, False)
-    return down_proj(gated(kind, gate, up))
+        return _GatedDown.apply(op, gate, up, down_proj.weight, down_proj.bias, False)
+    return down_proj(gated(op, gate, up))
 
 
-def packed_gated_down(kind, gate_up_proj, down_proj, x, recompute=False):
-    """down_proj(act(gate) * up) with gate‖up = gate_up_proj(x). With
-    recompute, where both projections allow it, gate‖up is this function's
-    own, and its gradient is written over it."""
+def packed_gated_down(op, gate_up_proj, down_proj, x, recompute=False):
+    """down_proj(act(gate) * up) with gate and up packed in gate_up_proj(x).
+    With recompute, where both projections allow it, gate‖up is this
+    function's own, and its gradient is written over it."""
     if recompute and torch.is_grad_enabled() and can_recompute(down_proj) and can_recompute(gate_up_proj):
         gate_up = F.linear(x, gate_up_proj.weight, gate_up_proj.bias)
-        return _GatedDown.apply(kind, gate_up, None, down_proj.weight, down_proj.bias, True)
-    return gated_down(kind, down_proj, gate_up_proj(x), None, recompute)
+        return _GatedDown.apply(op, gate_up, None, down_proj.weight, down_proj.bias, True)
+    return gated_down(op, down_proj, gate_up_proj(x), None, recompute)

@@ -20,7 +20,8 @@ def _register(op):
             x, x_dim = [(a, d) for a, d in zip(args, in_dims) if isinstance(a, torch.Tensor)][-1]
             if x_dim is not None:
                 x = torch.empty(x.shape[:x_dim] + x.shape[x_dim + 1 :], dtype=x.dtype, device="meta")
-            check_packed(op.check_name, x, op.bind(args, kwargs)["interleaved"])
+            bound = op.bind(args, kwargs)
+            check_packed(op.check_name, x, bound["interleaved"], bound["up_first"])
         args = [
             a.movedim(d, 0)
             if d is not None

@@ -4,21 +4,30 @@ patch(model) replaces, in place:
 - activation modules whose function is exactly one of ours: torch.nn.GELU,
   SiLU and Mish, and transformers' GELU (erf), gelu_new, gelu_pytorch_tanh,
   gelu_fast, SiLU/swish, Mish, quick_gelu and relu2 activations;
-- the activation step of gated FFNs whose forward is, statement for
-  statement, one of the forms below (Llama's, Phi-3's packed gate_up_proj,
-  and Llama 4's), which then runs as one fused op. The forward's source is
-  compared, not the class name: over a hundred transformers architectures
-  share these forms (Mistral, Qwen, Gemma, DeepSeek, OLMo, Granite, GLM, ...);
+- every module's forward that computes a fused activation, recognised by
+  its computation (_recognize.py) on the forward's torch.fx trace, with its
+  submodules as leaves: act(gate) * up (SwiGLU, GeGLU, GLU, ReGLU, separate
+  or the halves of one tensor), F.glu, and the activations called as
+  functions. The module then runs that trace with the fused ops in, which
+  fall back to eager's own computation wherever an input would make them
+  differ (a broadcast, a dtype promotion). A forward that does not trace
+  (data-dependent control flow, *args or **kwargs) is left as it is; its
+  submodules are still visited;
 - the gate of MoE experts whose _apply_gate (transformers 5's experts
-  implementations call it on the packed gate_up projection) is, in the same
-  way, transformers' default (Mixtral, Qwen-MoE, DeepSeek, OLMoE, ...) or
-  GPT-OSS's clamped form, interleaved or not, which then runs as one packed
-  op. An experts class's own eager loop (experts_implementation="eager")
-  is left as it is, but for its activation module.
+  implementations call it on the packed gate_up projection, from a forward
+  that does not trace) is, as source text, transformers' default (Mixtral,
+  Qwen-MoE, DeepSeek, OLMoE, ...) or GPT-OSS's clamped form, interleaved or
+  not, which then runs as one packed op.
 
-Anything else (clipped GELUs, a forward that differs in any way)
-is left alone: a lookalike with a different function would silently change
-the model. So is an activation module with hooks, which would stop firing.
+Anything else is left alone: a lookalike with a different function would
+silently change the model. So is an activation module with hooks, or in
+place, which would stop firing or writing.
+
+A traced forward is fixed to what it did at patch() time where it read
+plain Python values: the module's non-tensor attributes, and arguments
+left at their defaults (a call that passes another value runs the original
+forward). It is traced in training and in eval mode, and runs the trace of
+its mode.
 """
 
 import ast
@@ -28,59 +37,21 @@ import math
 import textwrap
 from collections import Counter
 
-from torch import nn
+from torch import fx, nn
 
 from . import nn as fnn
 from . import ops
-from ._recompute import gated, gated_down, has_hooks, packed_gated_down
+from ._activations import ACTIVATIONS, GatedOp, gated_op
+from ._recognize import QUICK_GELU_BETA, module_activation, rewrite
+from ._recompute import gated
 
 __all__ = ["patch", "unpatch"]
 
-# transformers' activation classes (by name, so transformers stays optional)
-# whose function is exactly erf-GELU, tanh-GELU, SiLU or Mish.
-_HF_ACTIVATIONS = {
-    "GELUActivation": "gelu",
-    "NewGELUActivation": "gelu_tanh",
-    "PytorchGELUTanh": "gelu_tanh",  # gelu_pytorch_tanh in older releases
-    "GELUTanh": "gelu_tanh",  # gelu_pytorch_tanh in newer releases
-    "FastGELUActivation": "gelu_tanh",
-    "SiLUActivation": "silu",
-    "MishActivation": "mish",
-    "QuickGELUActivation": "quick_gelu",
-    "ReLUSquaredActivation": "relu_squared",
-}
-
-# Gated FFN forwards, each exactly down_proj(act(gate) * up), as source: a
-# module whose forward parses to one of them (its input's name, annotations
-# and docstring aside) is patched. Value: the activation's attribute, and
-# whether gate and up come packed from one gate_up_proj.
-_GATED_FORMS = {
-    """
-def forward(self, x):
-    down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-    return down_proj
-""": ("act_fn", False),
-    """
-def forward(self, x):
-    return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-""": ("act_fn", False),
-    """
-def forward(self, x):
-    down_proj = self.activation_fn(self.gate_proj(x)) * self.up_proj(x)
-    return self.down_proj(down_proj)
-""": ("activation_fn", False),
-    """
-def forward(self, x):
-    up_states = self.gate_up_proj(x)
-    gate, up_states = up_states.chunk(2, dim=-1)
-    up_states = up_states * self.activation_fn(gate)
-    return self.down_proj(up_states)
-""": ("activation_fn", True),
-}
-
-# MoE experts' _apply_gate(gate_up), as source, matched as the forms above
-# are. Value: what it computes, "act_fn" (act_fn(gate) * up on gate‖up) or
-# GPT-OSS's clamped SwiGLU, and whether gate and up are interleaved.
+# MoE experts' _apply_gate(gate_up), as source: their forward loops over the
+# experts hit, which does not trace, so the gate is matched by its method's
+# source, its input's name, annotations and docstring aside. Value: what it
+# computes, "act_fn" (act_fn(gate) * up on gate‖up) or GPT-OSS's clamped
+# SwiGLU, and whether gate and up are interleaved.
 _EXPERT_GATE_FORMS = {
     """
 def _apply_gate(self, x):
@@ -110,73 +81,21 @@ def _apply_gate(self, x):
 _ORIGINAL = "_fused_acts_original"
 
 
-def _activation_kind(module):
-    """The activation module computes, where it is exactly one of ours ('gelu',
-    'gelu_tanh', 'silu', 'mish', 'quick_gelu', 'relu_squared'), else None. A
-    module with hooks is None too: replacing it, or fusing it into its MLP,
-    would silently stop them firing."""
-    if has_hooks(module):
+def _fused_module(act):
+    """The fused module for an activation module computing act, or None."""
+    if ACTIVATIONS[act.name].unary is None:
         return None
-    if isinstance(module, (nn.GELU, fnn.GELU)):
-        return "gelu" if module.approximate == "none" else "gelu_tanh"
-    if isinstance(module, (nn.SiLU, fnn.SiLU)):
-        return "silu"
-    if isinstance(module, (nn.Mish, fnn.Mish)):
-        return "mish"
-    if type(module).__module__.startswith("transformers."):
-        return _HF_ACTIVATIONS.get(type(module).__name__)
-    return None
-
-
-def _fused_activation(kind):
-    return {
-        "gelu": lambda: fnn.GELU("none"),
-        "gelu_tanh": lambda: fnn.GELU("tanh"),
-        "silu": fnn.SiLU,
-        "mish": fnn.Mish,
-        "quick_gelu": fnn.QuickGELU,
-        "relu_squared": fnn.ReLUSquared,
-    }[kind]()
-
-
-def _gated_label(kind):
-    return {"silu": "SwiGLU", "clamped_swiglu": "ClampedSwiGLU"}.get(kind, "GeGLU")
-
-
-@functools.cache
-def _forward_signature(cls):
-    return inspect.signature(cls.forward)
-
-
-def _input(module, args, kwargs):
-    """The forms take one input, whatever its name, and a caller may pass it by
-    that name (mlp(hidden_states=h)). Any other call fails with the error
-    that the original forward gives."""
-    if len(args) == 1 and not kwargs:
-        return args[0]
-    base = module._fused_acts_base
-    try:
-        bound = _forward_signature(base).bind(module, *args, **kwargs)
-    except TypeError as error:
-        raise TypeError(f"{base.__name__}.forward(): {error}") from None
-    return list(bound.arguments.values())[1]
-
-
-def _separate_forward(self, *args, **kwargs):
-    x = _input(self, args, kwargs)
-    gate, up = self.gate_proj(x), self.up_proj(x)
-    return gated_down(self._fused_acts_kind, self.down_proj, gate, up, self._fused_acts_recompute)
-
-
-def _packed_forward(self, *args, **kwargs):
-    x = _input(self, args, kwargs)
-    return packed_gated_down(self._fused_acts_kind, self.gate_up_proj, self.down_proj, x, self._fused_acts_recompute)
+    if act.name == "gelu":
+        return fnn.GELU(*act.params)
+    if act.name == "swish":
+        return fnn.QuickGELU() if act.params == (QUICK_GELU_BETA,) else fnn.Swish(*act.params)
+    return {"silu": fnn.SiLU, "mish": fnn.Mish, "relu_squared": fnn.ReLUSquared}[act.name]()
 
 
 def _fused_experts_gate(self, gate_up):
     if self._fused_acts_kind == "clamped_swiglu":
         return ops.clamped_swiglu(gate_up, alpha=self.alpha, limit=self.limit, interleaved=self._fused_acts_interleaved)
-    return gated(self._fused_acts_kind, gate_up)
+    return gated(self._fused_acts_op, gate_up)
 
 
 def _normalized(source):
@@ -206,87 +125,179 @@ def _normalized(source):
     return ast.dump(fn)
 
 
-# By the method they recognise: its normalized source -> its form's value.
-_NORMALIZED = {
-    "forward": {_normalized(source): form for source, form in _GATED_FORMS.items()},
-    "_apply_gate": {_normalized(source): form for source, form in _EXPERT_GATE_FORMS.items()},
-}
-
-
-def _form(cls, name):
-    """What cls's method `name` computes, where its source is one of the forms we know, else None."""
-    method = getattr(cls, name, None)
-    return _method_form(getattr(method, "__func__", method), name)
+_EXPERT_GATES = {_normalized(source): form for source, form in _EXPERT_GATE_FORMS.items()}
 
 
 @functools.cache
-def _method_form(method, name):
+def _experts_gate_form(cls):
+    """What cls's _apply_gate computes, where its source is one of the forms we know, else None."""
+    method = getattr(cls, "_apply_gate", None)
     try:
-        source = inspect.getsource(method)
+        source = inspect.getsource(getattr(method, "__func__", method))
     except (OSError, TypeError):
         return None
-    return _NORMALIZED[name].get(_normalized(source))
+    return _EXPERT_GATES.get(_normalized(source))
+
+
+class _LeafTracer(fx.Tracer):
+    """Traces one module's forward, every submodule a leaf (patch visits each itself)."""
+
+    def is_leaf_module(self, module, qualname):
+        return True
+
+
+def _traced_forward(module, defaults):
+    """module's forward, traced with its defaulted arguments at their
+    defaults and rewritten: (code, counts), or None where it does not trace
+    or has nothing to fuse."""
+    before = dict(vars(module))
+    try:
+        graph = _LeafTracer().trace(module, concrete_args=defaults)
+    except Exception:
+        return None
+    finally:
+        changed = vars(module).keys() != before.keys() or any(vars(module)[k] is not v for k, v in before.items())
+        if changed:  # the forward set an attribute: a side effect the trace would drop
+            vars(module).clear()
+            vars(module).update(before)
+    if changed:
+        return None
+    counts = rewrite(graph, dict(module.named_modules()), module_sites=True)
+    if not counts:
+        return None
+    graph.lint()
+    return graph.python_code(root_module="self"), dict(counts)
+
+
+def _compiled(code):
+    namespace = dict(code.code.globals)
+    exec(compile(code, "<fused_acts.patch>", "exec"), namespace)
+    return namespace["forward"]
+
+
+def _signature_parts(cls):
+    """(required names, defaults) of cls.forward's arguments after self, or
+    None where it takes *args, **kwargs or keyword-only arguments."""
+    try:
+        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return None
+    required = tuple(p.name for p in parameters if p.default is p.empty)
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+    return required, defaults
+
+
+def _at_default(value, default):
+    if value is default:
+        return True
+    return isinstance(default, (bool, int, float, str)) and type(value) is type(default) and value == default
 
 
 _PATCHED_CLASSES = {}
 
 
-def _patched_class(cls, name, method):
-    """A subclass of cls whose method `name` is the fused one. Swapping the
-    instance's class (rather than binding a method to it) survives deepcopy
-    and pickling, and isinstance checks still see the original class."""
-    if cls not in _PATCHED_CLASSES:
-        _PATCHED_CLASSES[cls] = type(f"Fused{cls.__name__}", (cls,), {name: method, "_fused_acts_base": cls})
-    return _PATCHED_CLASSES[cls]
+def _patched_class(cls, methods):
+    """A subclass of cls with the fused methods, one per (cls, methods).
+    Swapping the instance's class (rather than binding a method to it)
+    keeps isinstance checks; deepcopy and pickling rebuild the original class
+    and patch it again (_repatched)."""
+    key = (cls, tuple(sorted(methods.items(), key=lambda item: item[0])))
+    if key not in _PATCHED_CLASSES:
+        attributes = {**methods, "_fused_acts_base": cls, "__reduce_ex__": _reduce_ex}
+        _PATCHED_CLASSES[key] = type(f"Fused{cls.__name__}", (cls,), attributes)
+    return _PATCHED_CLASSES[key]
 
 
-_FUSED_GATES = ("silu", "gelu", "gelu_tanh")
+def _reduce_ex(self, protocol):
+    base = type(self)._fused_acts_base
+    state = {key: value for key, value in vars(self).items() if not key.startswith("_fused_acts_")}
+    return _repatched, (base, state, self._fused_acts_recompute)
 
 
-def _patch_gated_mlp(module, recompute):
-    """Route a gated FFN's activation step through one fused op; returns its
-    count label, or None where the module's forward is not one we know or
-    the module is patched already (then only recompute is updated)."""
+def _repatched(base, state, recompute):
+    module = base.__new__(base)
+    module.__dict__.update(state)
+    _patch_module(module, recompute)
+    return module
+
+
+@functools.cache
+def _fused_forward(cls, train_code, eval_code):
+    """The forward that runs the rewritten trace of the module's mode."""
+    by_mode = {True: _compiled(train_code), False: _compiled(eval_code)}
+    required, defaults = _signature_parts(cls)
+
+    def forward(self, *args, **kwargs):
+        traced = by_mode[self.training]
+        if not kwargs and len(args) == len(required):
+            return traced(self, *args)
+        try:
+            bound = inspect.signature(cls.forward).bind(self, *args, **kwargs).arguments
+        except TypeError:
+            return cls.forward(self, *args, **kwargs)  # fails as the original does
+        if not all(_at_default(bound[name], default) for name, default in defaults.items() if name in bound):
+            return cls.forward(self, *args, **kwargs)
+        return traced(self, *(bound[name] for name in required))
+
+    return forward
+
+
+class _Code(str):
+    """A trace's source, hashable for the cache, carrying its globals."""
+
+    def __new__(cls, code):
+        text = super().__new__(cls, code.src)
+        text.code = code
+        return text
+
+
+def _patch_forward(module):
+    """The fused methods and counts for a module whose forward computes fused
+    activations, else None."""
     cls = type(module)
-    if "_fused_acts_base" in cls.__dict__:
-        module._fused_acts_recompute = recompute
+    # torch's and our modules, and activation modules (patch() replaces
+    # them), are leaves of their parents' traces.
+    if cls.__module__.startswith(("torch.", "fused_acts.")) or module_activation(module) is not None:
         return None
-    form = _form(cls, "forward")
-    if form is None:
+    parts = _signature_parts(cls)
+    if parts is None or "forward" in vars(module):
         return None
-    activation, packed = form
-    kind = _activation_kind(getattr(module, activation, None))
-    if kind not in _FUSED_GATES:
-        return None
-    module._fused_acts_kind = kind
-    module._fused_acts_recompute = recompute
-    module._fused_acts_label = _gated_label(kind)
-    module.__class__ = _patched_class(cls, "forward", _packed_forward if packed else _separate_forward)
-    return module._fused_acts_label
+    training = module.training
+    traced = {}
+    try:
+        for mode in (True, False):
+            module.training = mode
+            traced[mode] = _traced_forward(module, parts[1])
+            if traced[mode] is None:
+                return None
+    finally:
+        module.training = training
+    forward = _fused_forward(cls, _Code(traced[True][0]), _Code(traced[False][0]))
+    return {"forward": forward}, traced[True][1]
 
 
 def _patch_experts_gate(module):
-    """Route MoE experts' gate through one fused packed op; returns its count
-    label, or None where the module has no _apply_gate we know, or its
-    activation or params are not ones we fuse."""
-    cls = type(module)
-    if "_fused_acts_base" in cls.__dict__:
-        return None
-    form = _form(cls, "_apply_gate")
+    """The fused _apply_gate and counts for MoE experts whose gate is a form
+    we know, with an activation or params we fuse; else None."""
+    form = _experts_gate_form(type(module))
     if form is None:
         return None
     kind, interleaved = form
     if kind == "act_fn":
-        kind = _activation_kind(getattr(module, "act_fn", None))
-        if kind not in _FUSED_GATES:
+        act = module_activation(getattr(module, "act_fn", None))
+        op = act and gated_op(act, interleaved=interleaved)
+        if op is None or op.family not in ("swiglu", "geglu"):
             return None
-    elif not _clamped_swiglu_params(getattr(module, "alpha", None), getattr(module, "limit", None)):
+        module._fused_acts_op = op
+    elif _clamped_swiglu_params(getattr(module, "alpha", None), getattr(module, "limit", None)):
+        op = GatedOp("clamped_swiglu")
+    else:
         return None
     module._fused_acts_kind = kind
     module._fused_acts_interleaved = interleaved
-    module._fused_acts_label = f"{_gated_label(kind)}Experts"
-    module.__class__ = _patched_class(cls, "_apply_gate", _fused_experts_gate)
-    return module._fused_acts_label
+    return {"_apply_gate": _fused_experts_gate}, {f"{op.label}Experts": 1}
 
 
 def _clamped_swiglu_params(alpha, limit):
@@ -295,31 +306,48 @@ def _clamped_swiglu_params(alpha, limit):
     return numbers and math.isfinite(alpha) and limit > 0
 
 
+def _patch_module(module, recompute):
+    """Patch one module's own computation; returns its counts (empty where
+    there is nothing to fuse, or it is patched already: then only recompute
+    is updated)."""
+    module._fused_acts_recompute = recompute
+    if "_fused_acts_base" in type(module).__dict__:
+        return {}
+    found = _patch_forward(module) or _patch_experts_gate(module)
+    if found is None:
+        del module._fused_acts_recompute
+        return {}
+    methods, counts = found
+    module._fused_acts_counts = counts
+    module.__class__ = _patched_class(type(module), methods)
+    return counts
+
+
 def patch(model: nn.Module, recompute: bool = False) -> dict:
     """Swap in fused activations, in place. Returns what was replaced, counted
-    by kind ("GELU", "SiLU", "Mish", "QuickGELU", "ReLUSquared", "SwiGLU",
-    "GeGLU", and for MoE experts' gates "SwiGLUExperts", "GeGLUExperts",
-    "ClampedSwiGLUExperts"). Patching twice changes nothing more; unpatch()
+    by kind: "GELU", "SiLU", "Mish", "QuickGELU", "Swish", "ReLUSquared" for
+    activations; "SwiGLU", "GeGLU", "GLU", "ReGLU" for gated products; and
+    for MoE experts' gates "SwiGLUExperts", "GeGLUExperts",
+    "ClampedSwiGLUExperts". Patching twice changes nothing more; unpatch()
     undoes it.
 
-    recompute: the fused gated FFNs keep only their input and gate and up
-    (or gate‖up) for backward, not the activation's output h, which their
-    backward recomputes (one more elementwise pass) for down_proj's weight
-    gradient. Where down_proj is not a plain nn.Linear (a DTensor under
-    tensor parallelism, a hook, a quantized layer), h is saved as usual."""
+    recompute: the fused gated products that feed a plain nn.Linear (the
+    down projection) keep only their inputs, gate and up (or gate‖up), for
+    backward, not the activation's output h, which their backward recomputes
+    (one more elementwise pass) for the projection's weight gradient. Where
+    it is not a plain nn.Linear (a DTensor under tensor parallelism, a hook,
+    a quantized layer), h is saved as usual."""
     counts = Counter()
     for module in model.modules():
-        label = _patch_gated_mlp(module, recompute) or _patch_experts_gate(module)
-        if label:
-            counts[label] += 1
+        counts.update(_patch_module(module, recompute))
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, (fnn.GELU, fnn.SiLU, fnn.Swish, fnn.Mish, fnn.ReLUSquared)):
+            if getattr(child, _ORIGINAL, None) is not None:
                 continue
-            kind = _activation_kind(child)
-            if kind is None:
+            act = module_activation(child)
+            fused = act and _fused_module(act)
+            if fused is None or type(fused) is type(child):
                 continue
-            fused = _fused_activation(kind)
             fused.train(child.training)
             object.__setattr__(fused, _ORIGINAL, child)
             setattr(parent, child_name, fused)
@@ -333,7 +361,7 @@ def unpatch(model: nn.Module) -> dict:
     for parent in list(model.modules()):
         base = type(parent).__dict__.get("_fused_acts_base")
         if base is not None:
-            counts[parent._fused_acts_label] += 1
+            counts.update(parent._fused_acts_counts)
             parent.__class__ = base
             for attr in [name for name in vars(parent) if name.startswith("_fused_acts_")]:
                 delattr(parent, attr)

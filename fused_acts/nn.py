@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from . import ops
+from ._activations import GatedOp
 from ._checks import check_approximate, check_finite, check_positive
 from ._recompute import packed_gated_down
 
@@ -91,6 +92,21 @@ class GeGLU(nn.Module):
         return f"approximate={self.approximate!r}"
 
 
+class GLU(nn.Module):
+    """``value * sigmoid(gate)``; ``forward(x)`` alone is ``torch.nn.GLU(dim=-1)``:
+    x's last dim packed value‖gate (see :func:`fused_acts.glu`)."""
+
+    def forward(self, value: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+        return ops.glu(value, gate)
+
+
+class ReGLU(nn.Module):
+    """``relu(gate) * up``; ``forward(x)`` alone takes a packed gate‖up."""
+
+    def forward(self, gate: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
+        return ops.reglu(gate, up)
+
+
 class ClampedSwiGLU(nn.Module):
     """GPT-OSS's clamped SwiGLU (:func:`fused_acts.clamped_swiglu`);
     ``forward(x)`` alone takes a packed x, interleaved as GPT-OSS's experts
@@ -135,7 +151,7 @@ class SwiGLUFFN(nn.Module):
             from .tensor_parallel import check_packed_weight
 
             check_packed_weight(type(self).__name__, self.gate_up_proj.weight)
-        return packed_gated_down("silu", self.gate_up_proj, self.down_proj, x, self.recompute)
+        return packed_gated_down(GatedOp("swiglu"), self.gate_up_proj, self.down_proj, x, self.recompute)
 
     @staticmethod
     def pack_state_dict(state_dict: dict, prefix: str = "") -> dict:

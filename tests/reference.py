@@ -40,6 +40,10 @@ def ref_forward(name, x):
         return x * _gelu_tanh_parts(x)[0]
     if name == "mish":
         return x * torch.tanh(F.softplus(x))
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "relu":
+        return torch.relu(x)
     raise ValueError(name)
 
 
@@ -62,6 +66,10 @@ def _derivative_terms(name, x):
     if name == "mish":
         sp = F.softplus(x)
         return torch.tanh(sp), x * torch.sigmoid(x) / torch.cosh(sp) ** 2
+    if name == "sigmoid":
+        return torch.sigmoid(x) * torch.sigmoid(-x), torch.zeros_like(x)
+    if name == "relu":
+        return (x > 0).to(x.dtype), torch.zeros_like(x)
     raise ValueError(name)
 
 
@@ -152,10 +160,22 @@ GATED = {
         lambda g, u: rounded_once(lambda g, u: gpt_oss_gate(g, u, alpha=1.5, limit=1.0), g, u),
         "clamped_swiglu",
     ),
+    # glu(value, gate), packed value first by default, as F.glu: called here
+    # as every gated Case is, gate first, its packings named for gate and up.
+    # Eager is F.glu's single rounding: in a 16-bit dtype, torch.sigmoid's
+    # rounded output loses 1 − s as s → 1, and with it the gate's gradient.
+    "glu": Case(
+        lambda g, u=None, interleaved=False, up_first=False: (
+            fused_acts.glu(g, interleaved=interleaved, up_first=up_first) if u is None else fused_acts.glu(u, g)
+        ),
+        lambda g, u: rounded_once(lambda g, u: u * torch.sigmoid(g), g, u),
+        "glu",
+    ),
+    "reglu": Case(fused_acts.reglu, lambda g, u: F.relu(g) * u, "reglu"),
 }
 
 # The activation that each gated op applies to its gate, where a unary op applies it too.
-GATED_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"}
+GATED_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh", "glu": "sigmoid", "reglu": "relu"}
 
 
 def ref_gated(name, gate, up):
@@ -171,6 +191,22 @@ def every_16_bit_pattern(dtype):
     return torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
 
 
-def split_packed(x, interleaved=False):
-    """gate and up from a packed x: gate‖up, or alternating."""
-    return (x[..., 0::2], x[..., 1::2]) if interleaved else x.chunk(2, dim=-1)
+# The packed layouts, by name: the packed ops' keyword arguments.
+PACKINGS = {
+    "packed": {},
+    "up_first": {"up_first": True},
+    "interleaved": {"interleaved": True},
+    "interleaved_up_first": {"interleaved": True, "up_first": True},
+}
+
+
+def split_packed(x, interleaved=False, up_first=False):
+    """gate and up from a packed x: gate‖up, or alternating; up first where up_first."""
+    first, second = (x[..., 0::2], x[..., 1::2]) if interleaved else x.chunk(2, dim=-1)
+    return (second, first) if up_first else (first, second)
+
+
+def pack(gate, up, interleaved=False, up_first=False):
+    """split_packed's inverse."""
+    first, second = (up, gate) if up_first else (gate, up)
+    return torch.stack([first, second], -1).flatten(-2) if interleaved else torch.cat([first, second], dim=-1)

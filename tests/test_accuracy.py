@@ -75,7 +75,14 @@ def test_no_less_accurate_than_eager(name, dtype, device):
 
 # The unary activation each gated op's gate runs through (clamped_swiglu:
 # swish with β = 1.702, QuickGELU, below its limit), for gradient scales.
-GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh", "clamped_swiglu": "quick_gelu"}
+GATE_ACTIVATION = {
+    "swiglu": "silu",
+    "geglu": "gelu",
+    "geglu_tanh": "gelu_tanh",
+    "clamped_swiglu": "quick_gelu",
+    "glu": "sigmoid",
+    "reglu": "relu",
+}
 
 
 def gated_audit_inputs(device):
@@ -125,6 +132,8 @@ def ref_gated_eager(name, gate, up):
     """Eager PyTorch's gated op in gate's dtype: each op rounding as it goes."""
     if name == "clamped_swiglu":
         return gpt_oss_gate(gate, up)
+    if name == "glu":  # as written by hand, where the reference Case rounds once as F.glu does
+        return up * torch.sigmoid(gate)
     return GATED[name].eager(gate, up)
 
 

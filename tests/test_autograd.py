@@ -4,15 +4,14 @@ backward against autograd through the float64 reference, in every dtype."""
 import pytest
 import torch
 from helpers import SPECIAL_VALUES
-from reference import GATED, UNARY, ref_forward, ref_gated, split_packed
+from reference import GATED, PACKINGS, UNARY, pack, ref_forward, ref_gated, split_packed
 
-PACKINGS = ("packed", "interleaved")
 FORMS = list(UNARY) + list(GATED) + [f"{name}_{packing}" for name in GATED for packing in PACKINGS]
 
 
 def parse(form):
     """(activation name, packing or None)."""
-    for packing in PACKINGS:
+    for packing in sorted(PACKINGS, key=len, reverse=True):
         if form.endswith(f"_{packing}"):
             return form.removesuffix(f"_{packing}"), packing
     return form, None
@@ -20,8 +19,8 @@ def parse(form):
 
 def fused_of(form):
     name, packing = parse(form)
-    if packing == "interleaved":
-        return lambda x: GATED[name].fused(x, interleaved=True)
+    if packing is not None:
+        return lambda x: GATED[name].fused(x, **PACKINGS[packing])
     return (UNARY.get(name) or GATED[name]).fused
 
 
@@ -75,9 +74,9 @@ def test_double_backward_matches_float64(form, device, dtype):
         reference = lambda gate, up: ref_gated(name, gate, up)  # noqa: E731
         inputs = [values, (torch.randn(values.shape, dtype=torch.float64) * 3).to(device=device, dtype=dtype)]
         if packing is not None:
-            interleaved = packing == "interleaved"
-            inputs = [torch.stack(inputs, -1).flatten(-2) if interleaved else torch.cat(inputs, dim=-1)]
-            reference = lambda x, separate=reference: separate(*split_packed(x, interleaved))  # noqa: E731
+            layout = PACKINGS[packing]
+            inputs = [pack(*inputs, **layout)]
+            reference = lambda x, separate=reference: separate(*split_packed(x, **layout))  # noqa: E731
     grad_out = torch.randn_like(fused(*inputs))
     probes = [torch.randn_like(t) for t in inputs]
     actual = second_order(fused, inputs, grad_out, probes)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import LAYOUTS, SHAPES, SPECIAL_VALUES, assert_close_scaled, grad_of, make_input, same_bits
-from reference import GATED, UNARY, every_16_bit_pattern, gpt_oss_gate, split_packed
+from reference import GATED, PACKINGS, UNARY, every_16_bit_pattern, gpt_oss_gate, split_packed
 
 import fused_acts
 from fused_acts import nn as fnn
@@ -123,12 +123,13 @@ def test_gated_non_contiguous(name, layout, device, dtype):
 @pytest.mark.cpu_builds
 @pytest.mark.parametrize("name", GATED)
 @pytest.mark.parametrize("shape", [(2,), (5, 18), (2, 3, 130), (3, 256)], ids=str)
-@pytest.mark.parametrize("interleaved", [False, True], ids=["concatenated", "interleaved"])
-def test_packed_matches_eager(name, shape, interleaved, device, dtype):
+@pytest.mark.parametrize("packing", PACKINGS)
+def test_packed_matches_eager(name, shape, packing, device, dtype):
     fused, eager, _ = GATED[name]
     x = make_input(shape, "contiguous", device, dtype)
-    out, (grad,), grad_out = grad_of(lambda t: fused(t, interleaved=interleaved), x)
-    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t, interleaved)), x, grad_out=grad_out)
+    layout = PACKINGS[packing]
+    out, (grad,), grad_out = grad_of(lambda t: fused(t, **layout), x)
+    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t, **layout)), x, grad_out=grad_out)
     assert out.shape == (*shape[:-1], shape[-1] // 2)
     assert_close_scaled([out], [ref])
     assert_close_scaled([grad], [ref_grad])
@@ -138,13 +139,15 @@ def test_packed_matches_eager(name, shape, interleaved, device, dtype):
 @pytest.mark.cpu_builds
 @pytest.mark.parametrize("name", GATED)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_interleaved_non_contiguous(name, layout, device, dtype):
-    """Interleaved pairs are read in place from a row-strided x, and from a
-    contiguous copy of any other."""
+@pytest.mark.parametrize("packing", PACKINGS)
+def test_packed_non_contiguous(name, layout, packing, device, dtype):
+    """Halves and interleaved pairs are read in place from a row-strided x,
+    and from a contiguous copy of any other."""
     fused, eager, _ = GATED[name]
     x = make_input((6, 38), layout, device, dtype)
-    out, (grad,), grad_out = grad_of(lambda t: fused(t, interleaved=True), x)
-    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t, True)), x, grad_out=grad_out)
+    packed = PACKINGS[packing]
+    out, (grad,), grad_out = grad_of(lambda t: fused(t, **packed), x)
+    ref, (ref_grad,), _ = grad_of(lambda t: eager(*split_packed(t, **packed)), x, grad_out=grad_out)
     assert_close_scaled([out], [ref])
     assert_close_scaled([grad], [ref_grad])
 
@@ -184,14 +187,14 @@ def test_special_values_match_eager(name, device, dtype):
 
 
 def every_form(x):
-    """(name, fused(x)) for each unary activation, and each gated one separate, packed and interleaved."""
+    """(name, fused(x)) for each unary activation, and each gated one separate and in each packing."""
     half = x.shape[-1] // 2
     for name, case in UNARY.items():
         yield name, lambda x=x, case=case: case.fused(x)
     for name, case in GATED.items():
         yield name, lambda x=x, case=case: case.fused(x[..., :half], x[..., half:])
-        yield f"{name}_packed", lambda x=x, case=case: case.fused(x)
-        yield f"{name}_interleaved", lambda x=x, case=case: case.fused(x, interleaved=True)
+        for packing, layout in PACKINGS.items():
+            yield f"{name}_{packing}", lambda x=x, case=case, layout=layout: case.fused(x, **layout)
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
@@ -222,6 +225,8 @@ MODULES = {
         "GeGLU(approximate='tanh')",
         lambda x: F.gelu(x[:, :5], approximate="tanh") * x[:, 5:],
     ),
+    "GLU": (fnn.GLU(), "GLU()", torch.nn.GLU()),
+    "ReGLU": (fnn.ReGLU(), "ReGLU()", lambda x: F.relu(x[:, :5]) * x[:, 5:]),
     "ClampedSwiGLU": (
         fnn.ClampedSwiGLU(limit=1.0, interleaved=True),
         "ClampedSwiGLU(alpha=1.702, limit=1.0, interleaved=True)",
@@ -243,6 +248,8 @@ def test_gated_modules_take_separate_halves(device):
     torch.testing.assert_close(fnn.SwiGLU()(x, u), F.silu(x) * u)
     torch.testing.assert_close(fnn.GeGLU()(x, u), F.gelu(x) * u)
     torch.testing.assert_close(fnn.ClampedSwiGLU()(x, u), gpt_oss_gate(x, u))
+    torch.testing.assert_close(fnn.GLU()(x, u), x * torch.sigmoid(u))
+    torch.testing.assert_close(fnn.ReGLU()(x, u), F.relu(x) * u)
 
 
 @pytest.mark.cpu_builds

@@ -110,6 +110,30 @@ def bad_inputs():
         r"clamped_swiglu: packed x must have an even last dim \(gate and up interleaved\), got shape \[3, 5\]",
     )
     yield (
+        "glu_packed-odd",
+        lambda d: fused_acts.glu(rand(d, 3, 5)),
+        ValueError,
+        r"glu: packed x must have an even last dim \(up‖gate\), got shape \[3, 5\]",
+    )
+    yield (
+        "reglu_interleaved_up_first-odd",
+        lambda d: fused_acts.reglu(rand(d, 3, 5), interleaved=True, up_first=True),
+        ValueError,
+        r"reglu: packed x must have an even last dim \(up and gate interleaved\), got shape \[3, 5\]",
+    )
+    yield (
+        "glu-shapes",
+        lambda d: fused_acts.glu(rand(d, 3, 4), rand(d, 3, 5)),
+        ValueError,
+        r"glu: gate and up must have the same shape, got \[3, 5\] and \[3, 4\]",
+    )
+    yield (
+        "reglu-up_first_with_up",
+        lambda d: fused_acts.reglu(rand(d, 3, 4), rand(d, 3, 4), up_first=True),
+        ValueError,
+        "reglu: up_first applies to one packed tensor, but up was given too",
+    )
+    yield (
         "geglu-interleaved_with_up",
         lambda d: fused_acts.geglu(rand(d, 3, 4), rand(d, 3, 4), interleaved=True),
         ValueError,

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from reference import GATED, UNARY
+from reference import GATED, PACKINGS, UNARY
 
 import fused_acts
 from fused_acts._op_list import FORWARD_OPS, OPS
@@ -19,6 +19,7 @@ PARAM_VALUES = {
     "alpha": [1.702],
     "limit": [7.0, 0.5],
     "interleaved": [False, True],
+    "up_first": [False, True],
 }
 
 
@@ -157,13 +158,13 @@ def test_vmap_under_autograd_and_compile(device, vmap_fallback_disabled):
 
 
 def every_form():
-    """(id, fn) for each unary activation, and each gated one separate, packed and interleaved."""
+    """(id, fn) for each unary activation, and each gated one separate and in each packing."""
     for name, case in UNARY.items():
         yield pytest.param(case.fused, id=name)
     for name, case in GATED.items():
         yield pytest.param(lambda x, f=case.fused: f(*x.chunk(2, dim=-1)), id=name)
-        yield pytest.param(case.fused, id=f"{name}_packed")
-        yield pytest.param(lambda x, f=case.fused: f(x, interleaved=True), id=f"{name}_interleaved")
+        for packing, layout in PACKINGS.items():
+            yield pytest.param(lambda x, f=case.fused, layout=layout: f(x, **layout), id=f"{name}_{packing}")
 
 
 @pytest.mark.parametrize("fn", every_form())

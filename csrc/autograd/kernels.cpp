@@ -84,6 +84,9 @@ struct Family {
   static double unit_up(const P&... params) {
     return Op::Select::with_act(Op::kName, [&](auto act) { return fused_acts::unit_up(act); }, params...);
   }
+  static bool clamps_gate(const P&... params) {
+    return Op::Select::with_act(Op::kName, [&](auto act) { return fused_acts::clamps_gate(act); }, params...);
+  }
 };
 
 template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
@@ -166,15 +169,15 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     return op;
   }
   static const auto& packed_forward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, P..., bool)>(Op::kPacked);
+    static const auto op = op_handle<Tensor(const Tensor&, P..., bool, bool)>(Op::kPacked);
     return op;
   }
   static const auto& packed_backward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P..., bool)>(Op::kPackedBackward);
+    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P..., bool, bool)>(Op::kPackedBackward);
     return op;
   }
   static const auto& packed_backward_inplace_op() {
-    static const auto op = op_handle<void(const Tensor&, const Tensor&, P..., bool)>(Op::kPackedBackwardInPlace);
+    static const auto op = op_handle<void(const Tensor&, const Tensor&, P..., bool, bool)>(Op::kPackedBackwardInPlace);
     return op;
   }
 
@@ -192,21 +195,35 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     const Tensor h = F::up_value(up, params...), slope = F::up_slope(up, params...);
     Tensor d_grad = times_df(grad_of_dgate * h) + times_f(grad_of_dup * slope);
     Tensor d_gate = times_df(grad_of_dup * grad * slope) + grad_of_dgate * grad * h * F::second(gate, params...);
-    // As eager's: 0 where up's slope is (its clamp masks last), else nan at a
-    // nan gate, where eager's f'(gate) multiplies after the gate's clamp masked it.
-    Tensor d_up = at::where(slope == 0, 0, at::where(gate.isnan(), gate, times_df(grad_of_dgate * grad) * slope));
+    // As eager's: 0 where up's slope is (its clamp masks last), else, for a
+    // gate that is clamped (GPT-OSS's), nan at a nan gate, where eager's
+    // f'(gate) multiplies after the clamp masked it.
+    Tensor d_up = times_df(grad_of_dgate * grad) * slope;
+    if (F::clamps_gate(params...)) d_up = at::where(gate.isnan(), gate, d_up);
+    d_up = at::where(slope == 0, 0, d_up);
     return {d_grad, d_gate, d_up};
   }
 
   // op_list.h's packed_halves, inverted.
-  static Tensor packed(const Tensor& gate, const Tensor& up, bool interleaved) {
-    return interleaved ? at::stack({gate, up}, -1).flatten(-2) : at::cat({gate, up}, -1);
+  static Tensor packed(const Tensor& gate, const Tensor& up, bool interleaved, bool up_first) {
+    const Tensor& first = up_first ? up : gate;
+    const Tensor& second = up_first ? gate : up;
+    return interleaved ? at::stack({first, second}, -1).flatten(-2) : at::cat({first, second}, -1);
   }
 
-  // The packed ops' gradients: the tensors', the params' and interleaved's (none).
+  // The packed ops' layout flags, kept across backward.
+  static void save_layout(AutogradContext* ctx, bool interleaved, bool up_first) {
+    ctx->saved_data["interleaved"] = interleaved;
+    ctx->saved_data["up_first"] = up_first;
+  }
+  static std::pair<bool, bool> saved_layout(AutogradContext* ctx) {
+    return {ctx->saved_data.at("interleaved").toBool(), ctx->saved_data.at("up_first").toBool()};
+  }
+
+  // The packed ops' gradients: the tensors', the params' and the layout flags' (none).
   static variable_list with_packed_param_grads(variable_list grads) {
     grads = F::with_param_grads(std::move(grads));
-    grads.emplace_back();
+    grads.resize(grads.size() + 2);
     return grads;
   }
 
@@ -228,18 +245,18 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   };
 
   struct PackedForward : torch::autograd::Function<PackedForward> {
-    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved) {
+    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
       at::AutoDispatchBelowADInplaceOrView guard;
       F::save(ctx, {x}, params...);
-      ctx->saved_data["interleaved"] = interleaved;
-      return packed_forward_op().call(x, params..., interleaved);
+      save_layout(ctx, interleaved, up_first);
+      return packed_forward_op().call(x, params..., interleaved, up_first);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
       const Tensor x = ctx->get_saved_variables()[0];
-      const bool interleaved = ctx->saved_data.at("interleaved").toBool();
+      const auto [interleaved, up_first] = saved_layout(ctx);
       return std::apply(
           [&](const auto&... p) {
-            return with_packed_param_grads({packed_backward_op().call(grads[0], x, p..., interleaved)});
+            return with_packed_param_grads({packed_backward_op().call(grads[0], x, p..., interleaved, up_first)});
           },
           F::saved_params(ctx));
     }
@@ -268,23 +285,24 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
 
   // The packed backward's output is one tensor, packed as x is.
   struct PackedBackward : torch::autograd::Function<PackedBackward> {
-    static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
+    static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, P... params, bool interleaved,
+                          bool up_first) {
       at::AutoDispatchBelowADInplaceOrView guard;
       F::save(ctx, {grad, x}, params...);
-      ctx->saved_data["interleaved"] = interleaved;
-      return packed_backward_op().call(grad, x, params..., interleaved);
+      save_layout(ctx, interleaved, up_first);
+      return packed_backward_op().call(grad, x, params..., interleaved, up_first);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
       const variable_list saved = ctx->get_saved_variables();
       const auto dtype = saved[1].scalar_type();
-      const bool interleaved = ctx->saved_data.at("interleaved").toBool();
-      const Pair x = packed_halves(opmath(saved[1]), interleaved);
-      const Pair grad_of_dx = packed_halves(opmath(grads[0]), interleaved);
+      const auto [interleaved, up_first] = saved_layout(ctx);
+      const Pair x = packed_halves(opmath(saved[1]), interleaved, up_first);
+      const Pair grad_of_dx = packed_halves(opmath(grads[0]), interleaved, up_first);
       return std::apply(
           [&](const auto&... p) {
             auto [d_grad, d_gate, d_up] = derivatives(opmath(saved[0]), std::get<0>(x), std::get<1>(x),
                                                       std::get<0>(grad_of_dx), std::get<1>(grad_of_dx), p...);
-            return with_packed_param_grads({d_grad.to(dtype), packed(d_gate, d_up, interleaved).to(dtype)});
+            return with_packed_param_grads({d_grad.to(dtype), packed(d_gate, d_up, interleaved, up_first).to(dtype)});
           },
           F::saved_params(ctx));
     }
@@ -303,25 +321,26 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     at::AutoDispatchBelowADInplaceOrView guard;
     return backward_op().call(grad, gate, up, params...);
   }
-  static Tensor packed_forward(const Tensor& x, P... params, bool interleaved) {
-    if (any_requires_grad({x})) return PackedForward::apply(x, params..., interleaved);
+  static Tensor packed_forward(const Tensor& x, P... params, bool interleaved, bool up_first) {
+    if (any_requires_grad({x})) return PackedForward::apply(x, params..., interleaved, up_first);
     at::AutoDispatchBelowADInplaceOrView guard;
-    return packed_forward_op().call(x, params..., interleaved);
+    return packed_forward_op().call(x, params..., interleaved, up_first);
   }
-  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
-    if (any_requires_grad({grad, x})) return PackedBackward::apply(grad, x, params..., interleaved);
+  static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved, bool up_first) {
+    if (any_requires_grad({grad, x})) return PackedBackward::apply(grad, x, params..., interleaved, up_first);
     at::AutoDispatchBelowADInplaceOrView guard;
-    return packed_backward_op().call(grad, x, params..., interleaved);
+    return packed_backward_op().call(grad, x, params..., interleaved, up_first);
   }
   // Not differentiable: it overwrites what a derivative would read. It bumps
   // x's version, as ATen's in-place ops do, so that a saved x it overwrote
   // fails loudly if unpacked again.
-  static void packed_backward_inplace(const Tensor& grad, const Tensor& x, P... params, bool interleaved) {
+  static void packed_backward_inplace(const Tensor& grad, const Tensor& x, P... params, bool interleaved,
+                                      bool up_first) {
     TORCH_CHECK(!any_requires_grad({grad, x}), Op::kPackedBackwardInPlace,
                 ": writes the gradient over x, and cannot itself be differentiated; call it without grad");
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      packed_backward_inplace_op().call(grad, x, params..., interleaved);
+      packed_backward_inplace_op().call(grad, x, params..., interleaved, up_first);
     }
     torch::autograd::increment_version(x);
   }

@@ -45,6 +45,15 @@ inline at::Tensor second_derivative(SiluAct, const at::Tensor& x_in) {
   return s * one_minus_s * (2 + x * (one_minus_s - s));
 }
 
+// sigmoid'' = s(1 − s)(1 − 2s), with 1 − s as sigmoid(−x).
+inline at::Tensor second_derivative(SigmoidAct, const at::Tensor& x) {
+  const at::Tensor s = at::sigmoid(x), one_minus_s = at::sigmoid(-x);
+  return s * one_minus_s * (one_minus_s - s);
+}
+
+// 0: relu is linear on each side (and its slope is not differentiated at 0).
+inline at::Tensor second_derivative(ReluAct, const at::Tensor& x) { return at::zeros_like(x); }
+
 // f = x·s with s = sigmoid(u), u = βx: f'' = β·s(1 − s)·(2 + u(1 − 2s)).
 inline at::Tensor second_derivative(SwishAct act, const at::Tensor& x_in) {
   const at::Tensor u = act.beta * capped(x_in);
@@ -79,6 +88,14 @@ inline at::Tensor up_slope(ClampedSwishAct act, const at::Tensor& up) {
   return at::logical_and(up > -act.limit, up < act.limit).to(up.scalar_type());
 }
 inline double unit_up(ClampedSwishAct) { return 0; }
+
+// Whether the activation clamps its gate first, which masks a nan gate's
+// f' to 0 where eager's chain of ops gives nan.
+template <typename Act>
+bool clamps_gate(Act) {
+  return false;
+}
+inline bool clamps_gate(ClampedSwishAct) { return true; }
 
 // 2 where x > 0, else 0; and 2 at nan, as eager's relu backward gives
 // (it zeroes where x <= 0, which nan is not).

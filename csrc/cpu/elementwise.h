@@ -194,12 +194,12 @@ template <typename scalar_t, int NIn, int NOut, typename Fn>
 void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
   constexpr Pairs kPairs = Fn::kInterleaved;
   if constexpr (kPairs.in >= 0 || kPairs.out >= 0) {
-    if (args.pairs.in >= 0 || args.pairs.out >= 0) {
+    if (Fn::kPairedOnly || args.pairs.in >= 0 || args.pairs.out >= 0) {
       TORCH_INTERNAL_ASSERT(args.pairs.in == kPairs.in && args.pairs.out == kPairs.out);
       return run_rows<scalar_t, kPairs.in, kPairs.out>(args, fn);
     }
   }
-  run_rows<scalar_t, -1, -1>(args, fn);
+  if constexpr (!Fn::kPairedOnly) run_rows<scalar_t, -1, -1>(args, fn);
 }
 
 }  // namespace fused_acts::cpu

@@ -181,11 +181,11 @@ template <typename scalar_t, int NIn, int NOut, typename Fn>
 void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
   constexpr int kVec = 16 / sizeof(scalar_t);
   static_assert(kElemsPerThread<scalar_t> % kVec == 0, "a thread's elements are whole packs");
-  if (rows_aligned<kVec, scalar_t>(args)) {
-    launch_with_vec<scalar_t, kVec>(args, fn);
-  } else {
-    launch_with_vec<scalar_t, 1>(args, fn);
+  // Pairs take element loads: a paired-only functor needs no vector path.
+  if constexpr (!Fn::kPairedOnly) {
+    if (rows_aligned<kVec, scalar_t>(args)) return launch_with_vec<scalar_t, kVec>(args, fn);
   }
+  launch_with_vec<scalar_t, 1>(args, fn);
 }
 
 }  // namespace fused_acts::cuda

@@ -1,0 +1,400 @@
+"""Finds fused_acts' activations in an fx graph by what the graph computes,
+whatever the code's names, and rewrites each site into a call of
+_fused_calls.py, which runs the fused op where the inputs allow it and
+eager's own computation where they don't. patch() runs it on each module's
+traced forward (submodules as leaves); the compile backend on each graph
+that dynamo captures.
+
+The sites, in the order they are taken:
+1. a gated product act(a) * b, where act has a gated op family (SiLU, GELU,
+   sigmoid, ReLU) and its output feeds only that product. a and b may be
+   separate tensors, or the two halves of one tensor (chunk, split or
+   slices; gate‖up, up‖gate or interleaved), which becomes the packed op,
+   read in place. In a module's forward, a product that only feeds a
+   submodule becomes down_proj(product), for recompute=True.
+2. F.glu and nn.GLU: the packed GLU, value first.
+3. any other activation with a fused unary op, called as a function (an
+   activation module is replaced by patch() itself; the backend takes it
+   here).
+An activation in place (inplace=True) is never a site; neither is a
+product whose activation is also used elsewhere (it must still be computed).
+"""
+
+import operator
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true, sym_eq
+
+from . import _fused_calls
+from . import nn as fnn
+from ._activations import ACTIVATIONS, Act, gated_op
+from ._recompute import has_hooks
+
+# transformers' activation classes (by name, so transformers stays optional)
+# whose function is one of ours.
+_HF_ACTIVATIONS = {
+    "GELUActivation": Act("gelu", ("none",)),
+    "NewGELUActivation": Act("gelu", ("tanh",)),
+    "PytorchGELUTanh": Act("gelu", ("tanh",)),  # gelu_pytorch_tanh in older releases
+    "GELUTanh": Act("gelu", ("tanh",)),  # gelu_pytorch_tanh in newer releases
+    "FastGELUActivation": Act("gelu", ("tanh",)),
+    "SiLUActivation": Act("silu"),
+    "MishActivation": Act("mish"),
+    "QuickGELUActivation": Act("swish", (1.702,)),
+    "ReLUSquaredActivation": Act("relu_squared"),
+}
+
+QUICK_GELU_BETA = 1.702
+
+
+def module_activation(module):
+    """The Act a module computes, where it is one of ours, else None. A module
+    with hooks, or one in place, is None too: replacing it, or fusing it into
+    its product, would silently stop its hooks or its write."""
+    if not isinstance(module, nn.Module) or has_hooks(module) or getattr(module, "inplace", False):
+        return None
+    if isinstance(module, (nn.GELU, fnn.GELU)):
+        return Act("gelu", (module.approximate,))
+    if isinstance(module, (nn.SiLU, fnn.SiLU)):
+        return Act("silu")
+    if isinstance(module, (nn.Mish, fnn.Mish)):
+        return Act("mish")
+    if isinstance(module, fnn.Swish):
+        return Act("swish", (module.beta,))
+    if isinstance(module, fnn.ReLUSquared):
+        return Act("relu_squared")
+    if type(module) is nn.Sigmoid:
+        return Act("sigmoid")
+    if type(module) is nn.ReLU:
+        return Act("relu")
+    if type(module).__module__.startswith("transformers."):
+        return _HF_ACTIVATIONS.get(type(module).__name__)
+    return None
+
+
+def _calls(node, functions=(), methods=()):
+    if node.op == "call_function":
+        return node.target in functions
+    return node.op == "call_method" and node.target in methods
+
+
+def _arg(node, index, names, default=None):
+    """An argument given by position or by one of its names."""
+    if len(node.args) > index:
+        return node.args[index]
+    for name in (names,) if isinstance(names, str) else names:
+        if name in node.kwargs:
+            return node.kwargs[name]
+    return default
+
+
+_MULS = ((operator.mul, torch.mul, torch.Tensor.mul), ("mul",))
+
+
+def _factors(node):
+    """(a, b) where node is a * b of two graph values, else None."""
+    if _calls(node, *_MULS) and len(node.args) == 2 and not node.kwargs:
+        return node.args
+    return None
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def activation_of(node, modules):
+    """(act, x, inner) where node computes act(x) and inner are the nodes
+    between x and node, which node alone must use; else None."""
+    if not isinstance(node, fx.Node):
+        return None
+    if node.op == "call_module":
+        act = module_activation(modules.get(node.target))
+        if act is None or len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
+            return None
+        return act, node.args[0], ()
+    x = _arg(node, 0, ("input", "self"))
+    if not isinstance(x, fx.Node) or "out" in node.kwargs:
+        return None
+    inplace = _arg(node, 1, "inplace", False)
+    if _calls(node, (F.silu,)) and not inplace:
+        return Act("silu"), x, ()
+    if _calls(node, (F.mish,)) and not inplace:
+        return Act("mish"), x, ()
+    if _calls(node, (F.gelu,)):
+        approximate = _arg(node, 1, "approximate", "none")
+        return (Act("gelu", (approximate,)), x, ()) if approximate in ("none", "tanh") else None
+    if _calls(node, (torch.sigmoid, F.sigmoid, torch.special.expit), ("sigmoid",)) and len(node.args) == 1:
+        return Act("sigmoid"), x, ()
+    if _calls(node, (torch.relu, F.relu), ("relu",)) and not (node.target is F.relu and inplace):
+        return Act("relu"), x, ()
+    return _relu_squared(node, modules) or _swish(node, modules)
+
+
+def _relu_squared(node, modules):
+    """relu(x) squared: torch.square, .square(), ** 2, pow(., 2) or r * r."""
+    if _calls(node, (torch.square,), ("square",)) and len(node.args) == 1:
+        base = node.args[0]
+    elif _calls(node, (operator.pow, torch.pow), ("pow",)) and len(node.args) == 2 and node.args[1] == 2:
+        base = node.args[0]
+    elif _factors(node) and node.args[0] is node.args[1]:
+        base = node.args[0]
+    else:
+        return None
+    found = activation_of(base, modules)
+    if found is None or found[0].name != "relu" or len(base.users) != 1:
+        return None
+    return Act("relu_squared"), found[1], (base,)
+
+
+def _swish(node, modules):
+    """x * sigmoid(beta * x), in any order: SiLU at beta = 1."""
+    factors = _factors(node)
+    if factors is None:
+        return None
+    for x, s in (factors, factors[::-1]):
+        found = activation_of(s, modules)
+        if found is None or found[0].name != "sigmoid" or len(s.users) != 1:
+            continue
+        z = found[1]
+        if z is x:
+            return Act("silu"), x, (s,)
+        scaled = _factors(z)
+        if scaled is None or len(z.users) != 1:
+            continue
+        for beta, y in (scaled, scaled[::-1]):
+            if y is x and _is_number(beta) and beta != 0:
+                return (Act("silu") if beta == 1 else Act("swish", (float(beta),))), x, (s, z)
+    return None
+
+
+def _example(node):
+    """The example tensor that dynamo recorded for node, if any."""
+    value = node.meta.get("example_value", node.meta.get("val"))
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _width(node, modules):
+    """node's last dim where the graph says it: an nn.Linear's output."""
+    if node.op == "call_module" and type(modules.get(node.target)) is nn.Linear:
+        return modules[node.target].out_features
+    return None
+
+
+def _cannot_match(gate, up, modules):
+    """Whether gate and up are known not to be one shape and dtype, or to
+    broadcast: up is a module's own tensor (a per-channel scale, say), or one
+    is an nn.Linear's output of width 1 (Qwen-MoE's shared-expert gate). No
+    fused op then; otherwise _fused_calls checks at run time."""
+    if gate.op == "get_attr" or up.op == "get_attr":
+        return True
+    widths = {_width(gate, modules), _width(up, modules)} - {None}
+    if 1 in widths or len(widths) > 1:
+        return True
+    a, b = _example(gate), _example(up)
+    if a is None or b is None:
+        return False
+    return a.dtype != b.dtype or not statically_known_true(sym_eq(a.shape, b.shape))
+
+
+def _half(node):
+    """(x, halves, index, nodes) where node is the first (index 0) or second
+    half of x, split as halves says (_fused_calls.py), by nodes; else None."""
+    if not (isinstance(node, fx.Node) and node.op == "call_function" and node.target is operator.getitem):
+        return None
+    source, index = node.args
+    if not isinstance(source, fx.Node):
+        return None
+    if index in (0, 1) and not isinstance(index, bool):
+        x = _arg(source, 0, ("input", "self", "tensor"))
+        if _calls(source, (torch.chunk,), ("chunk",)) and _arg(source, 1, "chunks") == 2:
+            return x, ("chunk", _arg(source, 2, "dim", 0)), index, (node, source)
+        if _calls(source, (torch.split,), ("split",)):
+            size = _arg(source, 1, ("split_size_or_sections", "split_size"))
+            return x, ("split", size, _arg(source, 2, "dim", 0)), index, (node, source)
+        return None
+    if not (isinstance(index, tuple) and len(index) == 2 and index[0] is Ellipsis and isinstance(index[1], slice)):
+        return None
+    start, stop, step = index[1].start, index[1].stop, index[1].step
+    if step in (None, 1) and start is None and stop is not None:
+        return source, ("slice", stop), 0, (node,)
+    if step in (None, 1) and start is not None and stop is None:
+        return source, ("slice", start), 1, (node,)
+    if step == 2 and stop is None and start in (None, 0, 1):
+        return source, ("step",), int(start or 0), (node,)
+    return None
+
+
+def _halves_of(gate, up):
+    """(x, halves, up_first, nodes) where gate and up are the two halves of one x."""
+    gate_half, up_half = _half(gate), _half(up)
+    if gate_half is None or up_half is None:
+        return None
+    if gate_half[0] is not up_half[0] or gate_half[1] != up_half[1] or gate_half[2] == up_half[2]:
+        return None
+    return gate_half[0], gate_half[1], up_half[2] == 0, (*gate_half[3], *up_half[3])
+
+
+class _Rewriter:
+    def __init__(self, graph, modules, module_sites):
+        self.graph, self.modules, self.module_sites = graph, modules, module_sites
+        self.counts = Counter()
+        self.dead = set()
+
+    def eager_module(self, node):
+        """The activation module that node calls, for the eager fallback: a get_attr of it."""
+        return self.graph.get_attr(node.target) if node.op == "call_module" else None
+
+    def replace(self, old, fn, args, label, consumed):
+        with self.graph.inserting_before(old):
+            new = self.graph.call_function(fn, tuple(args(self)))
+        old.replace_all_uses_with(new)
+        self.dead.update((old, *consumed))
+        self.counts[label] += 1
+
+    def only_used_by(self, node, allowed):
+        return all(user in allowed for user in node.users)
+
+    def gated(self, mul):
+        factors = _factors(mul)
+        if factors is None or activation_of(mul, self.modules) is not None:  # a swish
+            return
+        for act_node, up in (factors, factors[::-1]):
+            found = activation_of(act_node, self.modules)
+            if found is None or not isinstance(up, fx.Node) or up is act_node:
+                continue
+            act, gate, inner = found
+            if gated_op(act) is None or len(act_node.users) != 1 or any(len(n.users) != 1 for n in inner):
+                continue
+            if _cannot_match(gate, up, self.modules):
+                continue
+            return self.emit_gated(mul, act, act_node, gate, up, inner)
+
+    def emit_gated(self, mul, act, act_node, gate, up, inner):
+        consumed = (act_node, *inner)
+        eager = lambda r: r.eager_module(act_node)  # noqa: E731
+        down = next(iter(mul.users)) if len(mul.users) == 1 else None
+        if not (self.module_sites and down is not None and self._is_call_of(down, mul)):
+            down = None
+        halves = _halves_of(gate, up)
+        label = gated_op(act).label
+        if halves is None:
+            if down is None:
+                return self.replace(
+                    mul, _fused_calls.gated_product, lambda r: (act, gate, up, eager(r)), label, consumed
+                )
+            return self.replace(
+                down,
+                _fused_calls.down_of_gated,
+                lambda r: (act, r.graph.get_attr(down.target), gate, up, r.recompute_flag(), eager(r)),
+                label,
+                (mul, *consumed),
+            )
+        x, how, up_first, split_nodes = halves
+        site = {mul, *consumed, *split_nodes}
+        projected = (
+            down is not None
+            and self._is_call_of(x, x.args[0] if x.args else None)
+            and self.only_used_by(x, site)
+            and all(self.only_used_by(n, site) for n in split_nodes)
+        )
+        if down is None:
+            return self.replace(
+                mul,
+                _fused_calls.packed_product,
+                lambda r: (act, x, how, up_first, eager(r)),
+                label,
+                (*consumed, *split_nodes),
+            )
+        if not projected:
+            return self.replace(
+                down,
+                _fused_calls.down_of_packed,
+                lambda r: (act, r.graph.get_attr(down.target), x, how, up_first, r.recompute_flag(), eager(r)),
+                label,
+                (mul, *consumed, *split_nodes),
+            )
+        return self.replace(
+            down,
+            _fused_calls.down_of_projected,
+            lambda r: (
+                act,
+                r.graph.get_attr(x.target),
+                r.graph.get_attr(down.target),
+                x.args[0],
+                how,
+                up_first,
+                r.recompute_flag(),
+                eager(r),
+            ),
+            label,
+            (mul, *consumed, *split_nodes, x),
+        )
+
+    def recompute_flag(self):
+        return self.graph.get_attr("_fused_acts_recompute")
+
+    @staticmethod
+    def _is_call_of(node, arg):
+        """Whether node calls a submodule on arg alone."""
+        return node.op == "call_module" and node.args == (arg,) and not node.kwargs and isinstance(arg, fx.Node)
+
+    def glu(self, node):
+        if _calls(node, (F.glu,)):
+            x, dim, eager = _arg(node, 0, "input"), _arg(node, 1, "dim", -1), None
+        elif node.op == "call_module" and type(self.modules.get(node.target)) is nn.GLU and len(node.args) == 1:
+            module = self.modules[node.target]
+            if has_hooks(module):
+                return
+            x, dim, eager = node.args[0], module.dim, node
+        else:
+            return
+        if isinstance(x, fx.Node) and not node.kwargs.keys() - {"input", "dim"}:
+            args = lambda r: (Act("sigmoid"), x, ("glu", dim), True, eager and r.eager_module(eager))  # noqa: E731
+            self.replace(node, _fused_calls.packed_product, args, "GLU", ())
+
+    def unary(self, node):
+        if node.op == "call_module" and self.module_sites:
+            return
+        found = activation_of(node, self.modules)
+        if found is None:
+            return
+        act, x, inner = found
+        if ACTIVATIONS[act.name].unary is None or any(len(n.users) != 1 for n in inner):
+            return
+        self.replace(node, _fused_calls.unary, lambda r: (act, x), _unary_label(act), inner)
+
+    def erase_dead(self):
+        for node in reversed(list(self.graph.nodes)):
+            if node in self.dead and not node.users:
+                self.graph.erase_node(node)
+        self.dead.clear()
+
+    def run(self):
+        for visit in (self.gated, self.glu):
+            for node in list(self.graph.nodes):
+                if node not in self.dead:
+                    visit(node)
+            self.erase_dead()
+        for node in list(self.graph.nodes):
+            if node not in self.dead:
+                self.unary(node)
+        self.erase_dead()
+        return self.counts
+
+
+def _unary_label(act):
+    if act.name == "swish" and act.params == (QUICK_GELU_BETA,):
+        return "QuickGELU"
+    return ACTIVATIONS[act.name].label
+
+
+def rewrite(graph, modules, module_sites=False):
+    """Rewrites every site in graph, in place; returns their counts by label.
+    modules: the graph's submodules by target. module_sites: the graph is a
+    module's forward (patch()): activation modules stay (patch() replaces
+    them), and a product that only feeds a submodule is fused with it, which
+    reads the module's _fused_acts_recompute."""
+    return _Rewriter(graph, modules, module_sites).run()
