@@ -21,4 +21,3 @@ def compile_backend(gm, example_inputs):
         gm.graph.lint()
         gm.recompile()
     return compile_fx(gm, example_inputs)
-

@@ -15,21 +15,28 @@ A packed x is split as the code did, described by `halves`:
 import torch
 import torch.nn.functional as F
 
-from ._activations import ACTIVATIONS, gated_op
+from ._activations import ACTIVATIONS
 from ._checks import FLOATING
 from ._recompute import can_recompute, gated, gated_down, packed_gated_down
 
 _OPS = torch.ops.fused_acts
-_DEVICES = ("cpu", "cuda")
+_FLOATING = frozenset(FLOATING)
 
 
-def _fusable(first, *others):
-    """Whether the fused kernels take these tensors without changing eager's result."""
-    if not isinstance(first, torch.Tensor) or first.dtype not in FLOATING or first.device.type not in _DEVICES:
-        return False
-    return all(
-        isinstance(t, torch.Tensor) and t.dtype == first.dtype and t.device == first.device and t.shape == first.shape
-        for t in others
+def _runs_fused(t):
+    """Whether the kernels take t: a floating tensor on a device they run on."""
+    return isinstance(t, torch.Tensor) and t.dtype in _FLOATING and (t.is_cpu or t.is_cuda)
+
+
+def _fusable(gate, up):
+    """Whether a gated op takes gate and up without changing eager's result
+    (no broadcast, no dtype promotion)."""
+    return (
+        _runs_fused(gate)
+        and isinstance(up, torch.Tensor)
+        and gate.dtype == up.dtype
+        and gate.shape == up.shape
+        and gate.device == up.device
     )
 
 
@@ -62,7 +69,7 @@ def _halves_fit(shape, halves):
 
 
 def _packed_fusable(x, halves):
-    return _fusable(x) and _halves_fit(x.shape, halves)
+    return _runs_fused(x) and _halves_fit(x.shape, halves)
 
 
 def _eager_halves(x, halves):
@@ -87,51 +94,50 @@ def _eager_packed(act, x, halves, up_first, eager_module):
     return _eager_act(act, eager_module)(gate) * up
 
 
-def _packed_op(act, halves, up_first):
-    return gated_op(act, interleaved=halves[0] == "step", up_first=up_first)
-
-
 def unary(act, x):
     """act(x), as the fused unary op where x allows it."""
-    if _fusable(x):
+    if _runs_fused(x):
         return getattr(_OPS, ACTIVATIONS[act.name].unary)(x, *act.params)
     return _eager_act(act, None)(x)
 
 
-def gated_product(act, gate, up, eager_module=None):
+# The sites below take the GatedOp that computes act(gate) * up (for a
+# packed x, in x's layout), worked out once by the rewrite.
+
+
+def gated_product(op, act, gate, up, eager_module=None):
     """act(gate) * up, as one fused op where gate and up allow it."""
     if _fusable(gate, up):
-        return gated(gated_op(act), gate, up)
+        return gated(op, gate, up)
     return _eager_act(act, eager_module)(gate) * up
 
 
-def packed_product(act, x, halves, up_first, eager_module=None):
+def packed_product(op, act, x, halves, eager_module=None):
     """act(gate) * up from the halves of x, as one fused packed op read in place."""
     if _packed_fusable(x, halves):
-        return gated(_packed_op(act, halves, up_first), x)
-    return _eager_packed(act, x, halves, up_first, eager_module)
+        return gated(op, x)
+    return _eager_packed(act, x, halves, op.up_first, eager_module)
 
 
-def down_of_gated(act, down_proj, gate, up, recompute, eager_module=None):
+def down_of_gated(op, act, down_proj, gate, up, recompute, eager_module=None):
     """down_proj(act(gate) * up), recomputing h in backward where recompute allows."""
     if _fusable(gate, up):
-        return gated_down(gated_op(act), down_proj, gate, up, recompute)
+        return gated_down(op, down_proj, gate, up, recompute)
     return down_proj(_eager_act(act, eager_module)(gate) * up)
 
 
-def down_of_packed(act, down_proj, x, halves, up_first, recompute, eager_module=None):
+def down_of_packed(op, act, down_proj, x, halves, recompute, eager_module=None):
     """down_proj(act(gate) * up) with gate and up the halves of x."""
     if _packed_fusable(x, halves):
-        return gated_down(_packed_op(act, halves, up_first), down_proj, x, None, recompute)
-    return down_proj(_eager_packed(act, x, halves, up_first, eager_module))
+        return gated_down(op, down_proj, x, None, recompute)
+    return down_proj(_eager_packed(act, x, halves, op.up_first, eager_module))
 
 
-def down_of_projected(act, gate_up_proj, down_proj, x, halves, up_first, recompute, eager_module=None):
+def down_of_projected(op, act, gate_up_proj, down_proj, x, halves, recompute, eager_module=None):
     """down_proj(act(gate) * up) with gate and up the halves of gate_up_proj(x);
     with recompute, where the projections allow it, gate‖up is the fused
     function's own (_recompute.packed_gated_down)."""
-    op = _packed_op(act, halves, up_first)
-    if recompute and torch.is_grad_enabled() and can_recompute(gate_up_proj) and _fusable(x):
+    if recompute and torch.is_grad_enabled() and can_recompute(gate_up_proj) and _runs_fused(x):
         weight = gate_up_proj.weight
         same_kind = x.dtype == weight.dtype and x.device == weight.device
         if same_kind and _halves_fit((*x.shape[:-1], weight.shape[0]), halves):
@@ -139,4 +145,4 @@ def down_of_projected(act, gate_up_proj, down_proj, x, halves, up_first, recompu
     gate_up = gate_up_proj(x)
     if _packed_fusable(gate_up, halves):
         return gated_down(op, down_proj, gate_up, None, recompute)
-    return down_proj(_eager_packed(act, gate_up, halves, up_first, eager_module))
+    return down_proj(_eager_packed(act, gate_up, halves, op.up_first, eager_module))

@@ -279,59 +279,43 @@ class _Rewriter:
         if not (self.module_sites and down is not None and self._is_call_of(down, mul)):
             down = None
         halves = _halves_of(gate, up)
-        label = gated_op(act).label
         if halves is None:
+            op = gated_op(act)
             if down is None:
-                return self.replace(
-                    mul, _fused_calls.gated_product, lambda r: (act, gate, up, eager(r)), label, consumed
-                )
-            return self.replace(
-                down,
-                _fused_calls.down_of_gated,
-                lambda r: (act, r.graph.get_attr(down.target), gate, up, r.recompute_flag(), eager(r)),
-                label,
-                (mul, *consumed),
-            )
+                args = lambda r: (op, act, gate, up, eager(r))  # noqa: E731
+                return self.replace(mul, _fused_calls.gated_product, args, op.label, consumed)
+            args = lambda r: (op, act, r.module(down), gate, up, r.recompute_flag(), eager(r))  # noqa: E731
+            return self.replace(down, _fused_calls.down_of_gated, args, op.label, (mul, *consumed))
         x, how, up_first, split_nodes = halves
-        site = {mul, *consumed, *split_nodes}
+        op = gated_op(act, interleaved=how[0] == "step", up_first=up_first)
+        consumed = (*consumed, *split_nodes)
+        if down is None:
+            args = lambda r: (op, act, x, how, eager(r))  # noqa: E731
+            return self.replace(mul, _fused_calls.packed_product, args, op.label, consumed)
+        site = {mul, *consumed}
         projected = (
-            down is not None
-            and self._is_call_of(x, x.args[0] if x.args else None)
+            self._is_call_of(x, x.args[0] if x.args else None)
             and self.only_used_by(x, site)
             and all(self.only_used_by(n, site) for n in split_nodes)
         )
-        if down is None:
-            return self.replace(
-                mul,
-                _fused_calls.packed_product,
-                lambda r: (act, x, how, up_first, eager(r)),
-                label,
-                (*consumed, *split_nodes),
-            )
         if not projected:
-            return self.replace(
-                down,
-                _fused_calls.down_of_packed,
-                lambda r: (act, r.graph.get_attr(down.target), x, how, up_first, r.recompute_flag(), eager(r)),
-                label,
-                (mul, *consumed, *split_nodes),
-            )
-        return self.replace(
-            down,
-            _fused_calls.down_of_projected,
-            lambda r: (
-                act,
-                r.graph.get_attr(x.target),
-                r.graph.get_attr(down.target),
-                x.args[0],
-                how,
-                up_first,
-                r.recompute_flag(),
-                eager(r),
-            ),
-            label,
-            (mul, *consumed, *split_nodes, x),
+            args = lambda r: (op, act, r.module(down), x, how, r.recompute_flag(), eager(r))  # noqa: E731
+            return self.replace(down, _fused_calls.down_of_packed, args, op.label, (mul, *consumed))
+        args = lambda r: (  # noqa: E731
+            op,
+            act,
+            r.module(x),
+            r.module(down),
+            x.args[0],
+            how,
+            r.recompute_flag(),
+            eager(r),
         )
+        return self.replace(down, _fused_calls.down_of_projected, args, op.label, (mul, *consumed, x))
+
+    def module(self, call):
+        """A get_attr of the submodule that call calls."""
+        return self.graph.get_attr(call.target)
 
     def recompute_flag(self):
         return self.graph.get_attr("_fused_acts_recompute")
@@ -352,8 +336,9 @@ class _Rewriter:
         else:
             return
         if isinstance(x, fx.Node) and not node.kwargs.keys() - {"input", "dim"}:
-            args = lambda r: (Act("sigmoid"), x, ("glu", dim), True, eager and r.eager_module(eager))  # noqa: E731
-            self.replace(node, _fused_calls.packed_product, args, "GLU", ())
+            op = gated_op(Act("sigmoid"), up_first=True)
+            args = lambda r: (op, Act("sigmoid"), x, ("glu", dim), eager and r.eager_module(eager))  # noqa: E731
+            self.replace(node, _fused_calls.packed_product, args, op.label, ())
 
     def unary(self, node):
         if node.op == "call_module" and self.module_sites:

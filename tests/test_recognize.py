@@ -21,7 +21,11 @@ class LlamaTutorial(nn.Module):
 
     def __init__(self, bias=True):
         super().__init__()
-        self.w1, self.w2, self.w3 = nn.Linear(DIM, HIDDEN, bias), nn.Linear(HIDDEN, DIM, bias), nn.Linear(DIM, HIDDEN, bias)
+        self.w1, self.w2, self.w3 = (
+            nn.Linear(DIM, HIDDEN, bias),
+            nn.Linear(HIDDEN, DIM, bias),
+            nn.Linear(DIM, HIDDEN, bias),
+        )
 
     def forward(self, x):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -169,7 +173,11 @@ STYLES = {
     "litgpt_gemma": (lambda: LitStyle("tanh"), {"geglu"}, {"GeGLU": 1}),
     "timm_swiglu": (TimmSwiGLU, {"swiglu"}, {"SwiGLU": 1, "SiLU": 1}),
     "timm_glu_gate_last": (TimmGluMlp, {"glu_packed"}, {"GLU": 1}),
-    "timm_glu_gate_first": (lambda: TimmGluMlp(nn.SiLU(), gate_last=False), {"swiglu_packed"}, {"SwiGLU": 1, "SiLU": 1}),
+    "timm_glu_gate_first": (
+        lambda: TimmGluMlp(nn.SiLU(), gate_last=False),
+        {"swiglu_packed"},
+        {"SwiGLU": 1, "SiLU": 1},
+    ),
     "diffusers_geglu": (DiffusersGEGLU, {"geglu_packed"}, {"GeGLU": 1}),
     "relu_squared_method": (ReluSquaredMLP, {"relu_squared"}, {"ReLUSquared": 1}),
     "relu_squared_pow": (lambda: ReluSquaredMLP("pow"), {"relu_squared"}, {"ReLUSquared": 1}),
