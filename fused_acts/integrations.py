@@ -170,23 +170,26 @@ def _traced_forward(module, defaults):
 
 
 def _compiled(code):
-    namespace = dict(code.code.globals)
-    exec(compile(code, "<fused_acts.patch>", "exec"), namespace)
+    """The function that an fx PythonCode defines."""
+    namespace = dict(code.globals)
+    exec(compile(code.src, "<fused_acts.patch>", "exec"), namespace)
     return namespace["forward"]
 
 
 def _signature_parts(cls):
-    """(required names, defaults) of cls.forward's arguments after self, or
-    None where it takes *args, **kwargs or keyword-only arguments."""
+    """(signature, required names, defaults) of cls.forward, its arguments
+    after self, or None where it takes *args, **kwargs or keyword-only
+    arguments."""
     try:
-        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
+        signature = inspect.signature(cls.forward)
     except (TypeError, ValueError):
         return None
+    parameters = list(signature.parameters.values())[1:]
     if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
         return None
     required = tuple(p.name for p in parameters if p.default is p.empty)
     defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-    return required, defaults
+    return signature, required, defaults
 
 
 def _at_default(value, default):
@@ -223,34 +226,32 @@ def _repatched(base, state, recompute):
     return module
 
 
-@functools.cache
-def _fused_forward(cls, train_code, eval_code):
-    """The forward that runs the rewritten trace of the module's mode."""
+_FUSED_FORWARDS = {}
+
+
+def _fused_forward(cls, parts, train_code, eval_code):
+    """The forward that runs the rewritten trace of the module's mode, one per
+    (class, traces)."""
+    key = (cls, train_code.src, eval_code.src)
+    if key in _FUSED_FORWARDS:
+        return _FUSED_FORWARDS[key]
     by_mode = {True: _compiled(train_code), False: _compiled(eval_code)}
-    required, defaults = _signature_parts(cls)
+    signature, required, defaults = parts
 
     def forward(self, *args, **kwargs):
         traced = by_mode[self.training]
         if not kwargs and len(args) == len(required):
             return traced(self, *args)
         try:
-            bound = inspect.signature(cls.forward).bind(self, *args, **kwargs).arguments
+            bound = signature.bind(self, *args, **kwargs).arguments
         except TypeError:
             return cls.forward(self, *args, **kwargs)  # fails as the original does
         if not all(_at_default(bound[name], default) for name, default in defaults.items() if name in bound):
             return cls.forward(self, *args, **kwargs)
         return traced(self, *(bound[name] for name in required))
 
+    _FUSED_FORWARDS[key] = forward
     return forward
-
-
-class _Code(str):
-    """A trace's source, hashable for the cache, carrying its globals."""
-
-    def __new__(cls, code):
-        text = super().__new__(cls, code.src)
-        text.code = code
-        return text
 
 
 def _patch_forward(module):
@@ -269,12 +270,12 @@ def _patch_forward(module):
     try:
         for mode in (True, False):
             module.training = mode
-            traced[mode] = _traced_forward(module, parts[1])
+            traced[mode] = _traced_forward(module, parts[2])
             if traced[mode] is None:
                 return None
     finally:
         module.training = training
-    forward = _fused_forward(cls, _Code(traced[True][0]), _Code(traced[False][0]))
+    forward = _fused_forward(cls, parts, traced[True][0], traced[False][0])
     return {"forward": forward}, traced[True][1]
 
 
@@ -310,14 +311,14 @@ def _patch_module(module, recompute):
     """Patch one module's own computation; returns its counts (empty where
     there is nothing to fuse, or it is patched already: then only recompute
     is updated)."""
-    module._fused_acts_recompute = recompute
     if "_fused_acts_base" in type(module).__dict__:
+        module._fused_acts_recompute = recompute
         return {}
     found = _patch_forward(module) or _patch_experts_gate(module)
     if found is None:
-        del module._fused_acts_recompute
         return {}
     methods, counts = found
+    module._fused_acts_recompute = recompute
     module._fused_acts_counts = counts
     module.__class__ = _patched_class(type(module), methods)
     return counts
