@@ -8,7 +8,7 @@ import sys
 import torch
 
 from . import __doc__ as DESCRIPTION
-from . import ffn, per_call
+from . import ffn, per_call, quantized
 from .cases import MODES, OPS
 from .measure import bench_op
 from .report import machine_info, render_tables, write_results
@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--no-ffn", action="store_true", help="skip the FFN blocks")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
     p.add_argument("--no-per-call", action="store_true", help="skip the per-call cost at decode sizes")
+    p.add_argument("--no-quantized", action="store_true", help="skip the quantized outputs (fused act+quant)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
     p.add_argument(
         "--fresh-memory",
@@ -121,6 +122,11 @@ def run(args):
         calls = [(op, dtype, shape) for dtype in dtypes for op in ops for shape in per_call.SIZES]
         for op, dtype, (r, c) in progress(calls, "per call"):
             rows += per_call.bench_per_call(op, r, c, dtype, device, timer, args)
+    if not args.no_quantized:
+        sizes = quantized.QUICK_SIZES if args.quick else quantized.SIZES
+        cells = [(o, f, d, s) for d in dtypes for o in quantized.OPS for f in quantized.FORMATS for s in sizes]
+        for op, fmt, dtype, (r, c) in progress(cells, "quantized"):
+            rows += quantized.bench_quantized(op, r, c, fmt, dtype, device, timer, args)
     return rows, info, copy_bps / 1e9
 
 

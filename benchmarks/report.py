@@ -101,6 +101,7 @@ def render_tables(rows, info, copy_gbps):
         lines += geomean_lines(op_rows)
     lines += ffn_lines([r for r in rows if r.kind == "ffn"])
     lines += per_call_lines([r for r in rows if r.kind == "call"])
+    lines += quantized_lines([r for r in rows if r.kind == "quant"])
     return "\n".join(lines)
 
 
@@ -162,6 +163,36 @@ def per_call_lines(call_rows):
                 fmt(1 / fused.speedup_vs_eager, ".2f"),
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def quantized_lines(quant_rows):
+    """The quantized-output table: µs per call of the fused act+quant, of
+    eager's op then quantize, and of torch.compile of that pair; the speedups."""
+    if not quant_rows:
+        return []
+    has_compile = any(r.candidate == "compile" for r in quant_rows)
+    names = "fused / eager" + (" / compile" if has_compile else "")
+    header = ["op", "dtype", "shape", "format", f"µs {names}", "× eager"] + (["× compile"] if has_compile else [])
+    lines = ["", "Quantized outputs (inference mode), fused act+quant against the op then quantize:", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = {}
+    for r in quant_rows:
+        groups.setdefault((r.op, r.dtype, tuple(r.shape), r.mode), {})[r.candidate] = r
+    for (op, dtype, shape, fmt_name), by in groups.items():
+        fused = by["fused"]
+        times = " / ".join(fmt(by[c].median_ms * 1e3, ".1f") for c in ("fused", "eager", "compile") if c in by)
+        cells = [op, dtype, "×".join(map(str, shape)), fmt_name, times, fmt(fused.speedup_vs_eager, ".2f")]
+        if has_compile:
+            cells.append(fmt(fused.speedup_vs_compile, ".2f"))
+        lines.append("| " + " | ".join(cells) + " |")
+        if fused.error:
+            lines.append(f"|  fused: {fused.error} |")
+    speedups = [r.speedup_vs_eager for r in quant_rows if r.candidate == "fused" and not math.isnan(r.speedup_vs_eager)]
+    if speedups:
+        mean = math.exp(sum(map(math.log, speedups)) / len(speedups))
+        summary = f"{mean:.2f}× over {len(speedups)} cells (min {min(speedups):.2f}×)"
+        lines += ["", f"Geometric mean, quantized, fused vs eager: {summary}"]
     return lines
 
 

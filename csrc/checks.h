@@ -8,6 +8,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,7 +25,8 @@ inline std::string shape_str(at::IntArrayRef sizes) {
 }
 
 // torch's own spelling ("bfloat16", "int64"), as Python users see it.
-inline std::string dtype_name(const at::Tensor& t) { return std::string(c10::getDtypeNames(t.scalar_type()).first); }
+inline std::string dtype_name(at::ScalarType dtype) { return std::string(c10::getDtypeNames(dtype).first); }
+inline std::string dtype_name(const at::Tensor& t) { return dtype_name(t.scalar_type()); }
 
 inline void check_floating(const char* op, const char* arg, const at::Tensor& t) {
   const auto dtype = t.scalar_type();
@@ -82,6 +84,50 @@ inline void check_finite(const char* op, const char* arg, double value) {
 
 inline void check_positive(const char* op, const char* arg, double value) {
   TORCH_CHECK_VALUE(value > 0, op, ": ", arg, " must be positive, got ", value);
+}
+
+// A quantized op's format, as its schema's last arguments give it (op_list.h).
+struct QuantSpec {
+  at::ScalarType out_dtype;
+  int64_t group_size;  // 0: one group per row
+  bool per_tensor;
+  std::optional<at::ScalarType> scale_dtype;
+  std::optional<at::Tensor> scale;
+
+  bool power_of_two() const { return scale_dtype == at::kFloat8_e8m0fnu; }
+  std::string granularity() const {
+    if (per_tensor) return "'tensor'";
+    return group_size == 0 ? "'row'" : std::to_string(group_size);
+  }
+};
+
+// sizes: the op's output, which is quantized; x: the input it comes from.
+inline void check_quantized(const char* op, const QuantSpec& spec, at::IntArrayRef sizes, const char* x_name,
+                            const at::Tensor& x) {
+  const auto out = spec.out_dtype;
+  TORCH_CHECK_TYPE(out == at::kFloat8_e4m3fn || out == at::kFloat8_e5m2 || out == at::kChar, op,
+                   ": out_dtype must be float8_e4m3fn, float8_e5m2 or int8, got ", dtype_name(out));
+  TORCH_CHECK_TYPE(!spec.scale_dtype || *spec.scale_dtype == at::kFloat || spec.power_of_two(), op,
+                   ": scale_dtype must be float32 or float8_e8m0fnu, got ", dtype_name(*spec.scale_dtype));
+  if (spec.per_tensor) {
+    TORCH_CHECK_VALUE(spec.group_size == 0, op, ": a per-tensor scale takes no group_size, got ", spec.group_size);
+  } else {
+    const int64_t cols = sizes.empty() ? 1 : sizes.back();
+    TORCH_CHECK_VALUE(spec.group_size >= 0, op, ": granularity must be a positive group size, got ", spec.group_size);
+    TORCH_CHECK_VALUE(spec.group_size == 0 || cols % spec.group_size == 0, op, ": granularity ", spec.group_size,
+                      " does not divide the last dim ", cols);
+  }
+  if (spec.scale) {
+    const at::Tensor& scale = *spec.scale;
+    TORCH_CHECK_VALUE(spec.per_tensor, op, ": a static scale is one scale for the tensor, so granularity must be ",
+                      "'tensor', got ", spec.granularity());
+    TORCH_CHECK_TYPE(scale.scalar_type() == at::kFloat && scale.numel() == 1, op,
+                     ": scale must be a float32 tensor with one element, got ", dtype_name(scale), " of shape ",
+                     shape_str(scale.sizes()));
+    TORCH_CHECK_VALUE(!spec.power_of_two(), op,
+                      ": a static scale is used as given, so scale_dtype must be float32, got float8_e8m0fnu");
+    check_same_device(op, "scale", scale, x_name, x);
+  }
 }
 
 }  // namespace fused_acts

@@ -40,6 +40,20 @@ struct UnaryBackward {
   }
 };
 
+// A tensor's own values: quantize's functor, which applies no activation.
+struct NoAct {};
+template <typename Act, typename scalar_t>
+struct Identity {
+  static constexpr int kIn = 1, kOut = 1;
+  static constexpr Pairs kInterleaved{};
+  static constexpr bool kPairedOnly = false;
+  Act act;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out) const {
+    out[0] = in[0];
+  }
+};
+
 // in: gate, up. Eager rounds act(gate) to the storage dtype before the
 // multiply; so do we, to give the same result. up enters as gated_up maps it
 // (activations.h): as it is but for GPT-OSS's clamp.

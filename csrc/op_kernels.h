@@ -1,19 +1,25 @@
 // The host side of every op, written once for both backends: check inputs,
 // allocate outputs, describe operands, and hand one functor to the backend's
 // engine. Backend::launch<Kernel>(act, args, like) runs Kernel<Act, scalar_t>
-// over args on like's device, for like's dtype.
+// over args on like's device, for like's dtype; Backend::quantize<Kernel>(act,
+// args, like, out_dtype, qa) runs one pass of a quantized output (quantize.h).
 #pragma once
 
 #include "checks.h"
 #include "elementwise_args.h"
 #include "elementwise_functors.h"
 #include "op_list.h"
+#include "quantize.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
+#include <vector>
 
 namespace fused_acts {
 
@@ -142,6 +148,131 @@ struct OpKernels {
     check_writable(op, grad, x, row_stride_of(x).has_value());
     gated_backward_into(act, grad, gate, up, gate, up, interleaved, up_first);
   }
+
+  // The quantized ops: q and its scales from h, the output (of sizes) that
+  // launch(args, qa) computes over in and quantizes, one pass per call
+  // (Backend::quantize). like: an input, for dtype and device.
+  template <int NIn, typename Launch>
+  static std::tuple<Tensor, Tensor> quantized(Tensor (&in)[NIn], Pairs pairs, at::IntArrayRef sizes, const Tensor& like,
+                                              const QuantSpec& spec, const Launch& launch) {
+    const auto options = like.options();
+    const bool power_of_two = spec.power_of_two();
+    const auto scale_dtype = power_of_two ? at::kFloat8_e8m0fnu : at::kFloat;
+    Tensor q = at::empty(sizes, options.dtype(spec.out_dtype));
+    Tensor scale = at::empty(scale_sizes(sizes, spec), options.dtype(scale_dtype));
+    if (q.numel() == 0) {
+      if (spec.scale) return {q, spec.scale->reshape({}).clone()};
+      const float empty_scale = scale_of_amax(0.0f, qmax_of(spec.out_dtype), power_of_two);
+      return {q, at::full(scale.sizes(), empty_scale, options.dtype(at::kFloat)).to(scale_dtype)};
+    }
+    const auto args = make_elementwise_args<NIn, 1>(in, {q}, pairs);
+    QuantizeArgs qa{};
+    qa.power_of_two = power_of_two;
+    qa.scale = scale.data_ptr();
+    if (!spec.per_tensor) {
+      qa.pass = QuantizeArgs::kGroups;
+      qa.group = spec.group_size == 0 ? (sizes.empty() ? 1 : sizes.back()) : spec.group_size;
+      launch(args, qa);
+      return {q, scale};
+    }
+    qa.group = std::min(args.cols, kTensorPassGroup);
+    qa.pass = QuantizeArgs::kGivenScale;
+    if (spec.scale) {
+      qa.given = spec.scale->const_data_ptr<float>();
+      launch(args, qa);
+      return {q, scale};
+    }
+    Tensor amax = at::zeros({}, options.dtype(at::kFloat));
+    qa.pass = QuantizeArgs::kAmax;
+    qa.amax = amax.data_ptr<float>();
+    launch(args, qa);
+    qa.pass = QuantizeArgs::kGivenScale;
+    qa.given = qa.amax;
+    qa.given_is_amax = true;
+    launch(args, qa);
+    return {q, scale};
+  }
+
+  // One pass of Kernel<Act>, quantized, for quantized() to launch. (A
+  // generic lambda here crashes GCC 12.)
+  template <template <typename, typename> class Kernel, typename Act>
+  struct Launcher {
+    Act act;
+    const Tensor& like;
+    at::ScalarType out_dtype;
+    template <int NIn>
+    void operator()(const ElementwiseArgs<NIn, 1>& args, const QuantizeArgs& qa) const {
+      Backend::template quantize<Kernel>(act, args, like, out_dtype, qa);
+    }
+  };
+  template <template <typename, typename> class Kernel, typename Act>
+  static Launcher<Kernel, Act> launcher(Act act, const Tensor& like, const QuantSpec& spec) {
+    return {act, like, spec.out_dtype};
+  }
+
+  static float qmax_of(at::ScalarType out_dtype) {
+    return with_quantized_type(out_dtype, [](auto out) { return QuantFormat<decltype(out)>::kQmax; });
+  }
+
+  // The per-tensor passes' unit of work: rows are cut into pieces of this many elements.
+  static constexpr int64_t kTensorPassGroup = 4096;
+
+  static std::vector<int64_t> scale_sizes(at::IntArrayRef sizes, const QuantSpec& spec) {
+    if (spec.per_tensor || sizes.empty()) return {};
+    std::vector<int64_t> scale_sizes(sizes.begin(), sizes.end());
+    scale_sizes.back() = spec.group_size == 0 ? 1 : sizes.back() / spec.group_size;
+    return scale_sizes;
+  }
+
+  template <typename Act>
+  static std::tuple<Tensor, Tensor> unary_quantized(const char* op, Act act, const Tensor& x, const QuantSpec& spec) {
+    check_floating(op, "x", x);
+    check_quantized(op, spec, x.sizes(), "x", x);
+    Tensor in[1] = {x};
+    return quantized(in, Pairs{}, x.sizes(), x, spec, launcher<UnaryForward>(act, x, spec));
+  }
+
+  // gate and up as gated_forward_into takes them.
+  template <typename Act>
+  static std::tuple<Tensor, Tensor> gated_quantized_of(Act act, const Tensor& gate, const Tensor& up,
+                                                       const QuantSpec& spec, bool interleaved = false,
+                                                       bool up_first = false) {
+    if (interleaved && up_first) {
+      Tensor in[2] = {up, gate};
+      return quantized(in, GatedForwardUpFirst<Act, float>::kInterleaved, gate.sizes(), gate, spec,
+                       launcher<GatedForwardUpFirst>(act, gate, spec));
+    }
+    Tensor in[2] = {gate, up};
+    return quantized(in, pairs<GatedForward<Act, float>>(interleaved), gate.sizes(), gate, spec,
+                     launcher<GatedForward>(act, gate, spec));
+  }
+
+  template <typename Act>
+  static std::tuple<Tensor, Tensor> gated_quantized(const char* op, Act act, const Tensor& gate, const Tensor& up,
+                                                    const QuantSpec& spec) {
+    check_same(op, "gate", gate, "up", up);
+    check_quantized(op, spec, gate.sizes(), "gate", gate);
+    return gated_quantized_of(act, gate, up, spec);
+  }
+
+  template <typename Act>
+  static std::tuple<Tensor, Tensor> gated_packed_quantized(const char* op, Act act, const Tensor& x, bool interleaved,
+                                                           bool up_first, const QuantSpec& spec) {
+    check_packed(op, x, interleaved, up_first);
+    auto [gate, up] = engine_halves(x, interleaved, up_first);
+    check_quantized(op, spec, gate.sizes(), "x", x);
+    return gated_quantized_of(act, gate, up, spec, interleaved, up_first);
+  }
+
+  static std::tuple<Tensor, Tensor> quantize(const Tensor& x, at::ScalarType out_dtype, int64_t group_size,
+                                             bool per_tensor, std::optional<at::ScalarType> scale_dtype,
+                                             const std::optional<Tensor>& scale) {
+    const QuantSpec spec{out_dtype, group_size, per_tensor, scale_dtype, scale};
+    check_floating("quantize", "x", x);
+    check_quantized("quantize", spec, x.sizes(), "x", x);
+    Tensor in[1] = {x};
+    return quantized(in, Pairs{}, x.sizes(), x, spec, launcher<Identity>(NoAct{}, x, spec));
+  }
 };
 
 // The kernels of one op of op_list.h, as functions of its schema's
@@ -162,9 +293,18 @@ struct OpFamily<Backend, Op, Unary, std::tuple<P...>> {
     return Op::Select::with_act(
         Op::kBackward, [&](auto act) { return K::unary_backward(Op::kBackward, act, grad, x); }, params...);
   }
+  static std::tuple<Tensor, Tensor> quantized(const Tensor& x, P... params, at::ScalarType out_dtype,
+                                              int64_t group_size, bool per_tensor,
+                                              std::optional<at::ScalarType> scale_dtype,
+                                              const std::optional<Tensor>& scale) {
+    const QuantSpec spec{out_dtype, group_size, per_tensor, scale_dtype, scale};
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::unary_quantized(Op::kName, act, x, spec); }, params...);
+  }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
+    m.impl(Op::kQuantized, TORCH_FN(quantized));
   }
 };
 
@@ -199,9 +339,28 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
         [&](auto act) { K::gated_packed_backward_inplace(Op::kBackward, act, grad, x, interleaved, up_first); },
         params...);
   }
+  static std::tuple<Tensor, Tensor> quantized(const Tensor& gate, const Tensor& up, P... params,
+                                              at::ScalarType out_dtype, int64_t group_size, bool per_tensor,
+                                              std::optional<at::ScalarType> scale_dtype,
+                                              const std::optional<Tensor>& scale) {
+    const QuantSpec spec{out_dtype, group_size, per_tensor, scale_dtype, scale};
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::gated_quantized(Op::kName, act, gate, up, spec); }, params...);
+  }
+  static std::tuple<Tensor, Tensor> packed_quantized(const Tensor& x, P... params, bool interleaved, bool up_first,
+                                                     at::ScalarType out_dtype, int64_t group_size, bool per_tensor,
+                                                     std::optional<at::ScalarType> scale_dtype,
+                                                     const std::optional<Tensor>& scale) {
+    const QuantSpec spec{out_dtype, group_size, per_tensor, scale_dtype, scale};
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::gated_packed_quantized(Op::kName, act, x, interleaved, up_first, spec); },
+        params...);
+  }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
+    m.impl(Op::kQuantized, TORCH_FN(quantized));
+    m.impl(Op::kPackedQuantized, TORCH_FN(packed_quantized));
     m.impl(Op::kPacked, TORCH_FN(packed_forward));
     m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
     m.impl(Op::kPackedBackwardInPlace, TORCH_FN(packed_backward_inplace));
@@ -212,6 +371,7 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
 template <typename Backend>
 void register_kernels(torch::Library& m) {
   for_each_op([&](auto op) { OpFamily<Backend, decltype(op)>::register_into(m); });
+  m.impl("quantize", TORCH_FN(OpKernels<Backend>::quantize));
 }
 
 }  // namespace fused_acts

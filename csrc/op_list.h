@@ -11,6 +11,11 @@
 //            the gradient written over x (for recompute, which owns x)
 //          with <layout> = bool interleaved=False, bool up_first=False: up_first
 //          swaps the halves (up‖gate), or the pair (up at the even elements)
+//   and for both, the forward quantized (quantize.h):
+//          name_quantized(<its forward's arguments>, <format>) -> (Tensor, Tensor)
+//          name_packed_quantized (Gated), the same for the packed forward
+//          with <format> schemas.cpp's kQuantizedSchema; quantize(Tensor x, <format>) is
+//          the same for a tensor's own values
 // Select says what <params> are and picks the activation (activations.h)
 // from their values. schemas.cpp defines the schemas from this list,
 // op_kernels.h registers every backend's kernels from it, and fused_acts/
@@ -108,6 +113,8 @@ struct ClampedSwishParams {
     static constexpr const char* kPacked = #name "_packed";                          \
     static constexpr const char* kPackedBackward = #name "_packed_backward";         \
     static constexpr const char* kPackedBackwardInPlace = #name "_packed_backward_"; \
+    static constexpr const char* kQuantized = #name "_quantized";                    \
+    static constexpr const char* kPackedQuantized = #name "_packed_quantized";       \
   };
 FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_OP_TYPE)
 #undef FUSED_ACTS_OP_TYPE

@@ -10,6 +10,13 @@
 namespace fused_acts {
 namespace {
 
+// A quantized output's format, keyword-only: out_dtype, then one scale per row
+// (group_size 0), per group_size elements of a row, or per tensor, given
+// (scale) or computed; scale_dtype float32 (None) or float8_e8m0fnu.
+constexpr const char* kQuantizedSchema =
+    ", *, ScalarType out_dtype, int group_size=0, bool per_tensor=False, ScalarType? scale_dtype=None, "
+    "Tensor? scale=None) -> (Tensor, Tensor)";
+
 void define(torch::Library& m, const std::string& schema) { m.def(schema.c_str()); }
 
 template <typename Op>
@@ -17,6 +24,7 @@ void define_schemas(torch::Library& m, Op, Unary) {
   const std::string name = Op::kName, params = Op::Select::kSchema;
   define(m, name + "(Tensor x" + params + ") -> Tensor");
   define(m, name + "_backward(Tensor grad, Tensor x" + params + ") -> Tensor");
+  define(m, name + "_quantized(Tensor x" + params + kQuantizedSchema);
 }
 
 template <typename Op>
@@ -28,12 +36,15 @@ void define_schemas(torch::Library& m, Op, Gated) {
   define(m, name + "_packed(Tensor x" + packed_params + ") -> Tensor");
   define(m, name + "_packed_backward(Tensor grad, Tensor x" + packed_params + ") -> Tensor");
   define(m, name + "_packed_backward_(Tensor grad, Tensor(a!) x" + packed_params + ") -> ()");
+  define(m, name + "_quantized(Tensor gate, Tensor up" + params + kQuantizedSchema);
+  define(m, name + "_packed_quantized(Tensor x" + packed_params + kQuantizedSchema);
 }
 
 }  // namespace
 
 TORCH_LIBRARY(fused_acts, m) {
   for_each_op([&](auto op) { define_schemas(m, op, typename decltype(op)::Kind{}); });
+  define(m, std::string("quantize(Tensor x") + kQuantizedSchema);
 }
 
 }  // namespace fused_acts

@@ -3,7 +3,20 @@
 from . import nn
 from ._compile import compile_backend
 from .integrations import patch, unpatch
-from .ops import clamped_swiglu, geglu, gelu, glu, mish, reglu, relu_squared, silu, swiglu, swish
+from .ops import (
+    Quantized,
+    clamped_swiglu,
+    geglu,
+    gelu,
+    glu,
+    mish,
+    quantize,
+    reglu,
+    relu_squared,
+    silu,
+    swiglu,
+    swish,
+)
 
 __all__ = [
     "gelu",
@@ -16,6 +29,8 @@ __all__ = [
     "clamped_swiglu",
     "glu",
     "reglu",
+    "quantize",
+    "Quantized",
     "nn",
     "patch",
     "unpatch",

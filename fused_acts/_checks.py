@@ -11,7 +11,7 @@ APPROXIMATE = ("none", "tanh")
 
 
 def _dtype_name(t):
-    return str(t.dtype).removeprefix("torch.")
+    return str(t if isinstance(t, torch.dtype) else t.dtype).removeprefix("torch.")
 
 
 def check_floating(op, arg, t):
@@ -90,6 +90,63 @@ def check_positive(op, arg, value):
         raise ValueError(f"{op}: {arg} must be positive, got {value:g}")
 
 
+QUANTIZED_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2, torch.int8)
+SCALE_DTYPES = (torch.float32, torch.float8_e8m0fnu)
+
+
+def check_quantized(op, by_name, sizes, x_name):
+    """A quantized op's format (csrc/checks.h's check_quantized); sizes: its output's."""
+    out_dtype, group_size, per_tensor = by_name["out_dtype"], by_name["group_size"], by_name["per_tensor"]
+    scale_dtype, scale = by_name["scale_dtype"], by_name["scale"]
+    if out_dtype not in QUANTIZED_DTYPES:
+        raise TypeError(f"{op}: out_dtype must be float8_e4m3fn, float8_e5m2 or int8, got {_dtype_name(out_dtype)}")
+    if scale_dtype is not None and scale_dtype not in SCALE_DTYPES:
+        raise TypeError(f"{op}: scale_dtype must be float32 or float8_e8m0fnu, got {_dtype_name(scale_dtype)}")
+    if per_tensor:
+        if group_size != 0:
+            raise ValueError(f"{op}: a per-tensor scale takes no group_size, got {group_size}")
+    else:
+        cols = sizes[-1] if len(sizes) else 1
+        if group_size < 0:
+            raise ValueError(f"{op}: granularity must be a positive group size, got {group_size}")
+        if group_size != 0 and cols % group_size != 0:
+            raise ValueError(f"{op}: granularity {group_size} does not divide the last dim {cols}")
+    if scale is not None:
+        if not per_tensor:
+            granularity = group_size if group_size else "'row'"
+            raise ValueError(
+                f"{op}: a static scale is one scale for the tensor, so granularity must be 'tensor', got {granularity}"
+            )
+        if scale.dtype != torch.float32 or scale.numel() != 1:
+            raise TypeError(
+                f"{op}: scale must be a float32 tensor with one element, got {_dtype_name(scale)} "
+                f"of shape {list(scale.shape)}"
+            )
+        if scale_dtype == torch.float8_e8m0fnu:
+            raise ValueError(
+                f"{op}: a static scale is used as given, so scale_dtype must be float32, got float8_e8m0fnu"
+            )
+        x = by_name[x_name]
+        if scale.device != x.device:
+            raise RuntimeError(
+                f"{op}: scale and {x_name} must be on the same device, got {scale.device} and {x.device}"
+            )
+
+
+def quantized_sizes(op, by_name):
+    """The shape of a quantized op's output, before quantization."""
+    x = by_name[op.tensors[0]]
+    return (*x.shape[:-1], x.shape[-1] // 2) if op.kind == "packed" else tuple(x.shape)
+
+
+def scale_sizes(by_name, sizes):
+    """The scales' shape: one per row, per group, or per tensor (csrc/op_kernels.h)."""
+    if by_name["per_tensor"] or not sizes:
+        return ()
+    group_size = by_name["group_size"]
+    return (*sizes[:-1], sizes[-1] // group_size if group_size else 1)
+
+
 # Each param's check (the Select structs of csrc/op_list.h), by its schema name.
 PARAM_CHECKS = {
     "approximate": check_approximate,
@@ -98,6 +155,11 @@ PARAM_CHECKS = {
     "limit": lambda op, limit: check_positive(op, "limit", limit),
     "interleaved": lambda op, interleaved: None,
     "up_first": lambda op, up_first: None,
+    # The quantized format, checked after the tensors (check_quantized).
+    "out_dtype": lambda op, out_dtype: None,
+    "group_size": lambda op, group_size: None,
+    "per_tensor": lambda op, per_tensor: None,
+    "scale_dtype": lambda op, scale_dtype: None,
 }
 
 
@@ -106,7 +168,8 @@ def check_call(op, by_name):
     kernel's order: params first, then the tensors."""
     name = op.check_name
     for param in op.params:
-        PARAM_CHECKS[param](name, by_name[param])
+        if param != "scale":
+            PARAM_CHECKS[param](name, by_name[param])
     if op.kind == "unary":
         if op.backward:
             check_same(name, "grad", by_name["grad"], "x", by_name["x"])
@@ -123,3 +186,6 @@ def check_call(op, by_name):
             check_same(name, "grad", by_name["grad"], "gate", gate)
         if op.inplace:
             check_writable(name, by_name["grad"], by_name["x"])
+    if op.quantized:
+        x_name = "gate" if op.kind == "gated" else "x"
+        check_quantized(name, by_name, quantized_sizes(op, by_name), x_name)

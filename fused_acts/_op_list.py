@@ -27,16 +27,22 @@ class OpInfo:
     @property
     def family(self):
         """The op list entry this op belongs to: "geglu" for geglu_packed_backward."""
-        return self.name.removesuffix("_").removesuffix("_backward").removesuffix("_packed")
+        return self.name.removesuffix("_").removesuffix("_quantized").removesuffix("_backward").removesuffix("_packed")
 
     @property
     def check_name(self):
         """The name its error messages start with: a packed op's is its unpacked twin's."""
-        return self.name.replace("_packed", "").removesuffix("_")
+        return self.name.replace("_packed", "").removesuffix("_quantized").removesuffix("_")
 
     @property
     def backward(self):
         return self.name.removesuffix("_").endswith("_backward")
+
+    @property
+    def quantized(self):
+        """Whether it returns its forward's output quantized, with its scales
+        (name_quantized, name_packed_quantized, and quantize itself)."""
+        return self.name.endswith("_quantized") or self.name == "quantize"
 
     @property
     def inplace(self):
@@ -61,6 +67,11 @@ class OpInfo:
         return tuple(a.name for a in self.schema.arguments if not isinstance(a.type, torch.TensorType))
 
     @cached_property
+    def kwarg_only(self):
+        """The names of its keyword-only arguments (a quantized op's format)."""
+        return tuple(a.name for a in self.schema.arguments if a.kwarg_only)
+
+    @cached_property
     def num_outputs(self):
         return len(self.schema.returns)
 
@@ -83,4 +94,7 @@ def _registered_names():
 OPS = {name: OpInfo(name) for name in _registered_names()}
 """Every op, by name: forward and backward, separate and packed."""
 
-FORWARD_OPS = [op for op in OPS.values() if not op.backward]
+FORWARD_OPS = [op for op in OPS.values() if not op.backward and not op.quantized]
+"""The activations' forward ops, separate and packed."""
+
+QUANTIZED_OPS = [op for op in OPS.values() if op.quantized]

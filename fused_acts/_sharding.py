@@ -33,5 +33,7 @@ if torch.distributed.is_available():
     from torch.distributed.tensor.experimental import register_sharding
 
     for _op in OPS.values():
-        if not _op.inplace:  # recompute calls it on plain tensors only
+        # The in-place op: recompute calls it on plain tensors only. The
+        # quantized: a per-tensor or per-row scale spans shards.
+        if not _op.inplace and not _op.quantized:
             _register(_op, register_sharding, Replicate, Shard)

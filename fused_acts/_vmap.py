@@ -36,5 +36,8 @@ def _register(op):
 
 
 for _op in OPS.values():
-    if not _op.inplace:  # only recompute's backward calls it, on its own tensor
+    # The in-place op: only recompute's backward calls it, on its own tensor.
+    # The quantized: a per-tensor scale spans the batch, so vmap's per-sample
+    # fallback is what a batched call means.
+    if not _op.inplace and not _op.quantized:
         _register(_op)

@@ -128,14 +128,16 @@ class Case(NamedTuple):
 UNARY = {
     "silu": Case(fused_acts.silu, F.silu, "silu"),
     "gelu": Case(fused_acts.gelu, F.gelu, "gelu"),
-    "gelu_tanh": Case(lambda x: fused_acts.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh"), "gelu"),
+    "gelu_tanh": Case(
+        lambda x, **quantized: fused_acts.gelu(x, "tanh", **quantized), lambda x: F.gelu(x, approximate="tanh"), "gelu"
+    ),
     "mish": Case(fused_acts.mish, F.mish, "mish"),
     # transformers' QuickGELU, x * sigmoid(1.702 * x), but in float and rounded
     # once, as ATen's own activation kernels are: in a 16-bit dtype those
     # three ops round three times, and the gradient near its zero crossing
     # then differs from any single rounding by an ulp of its terms.
     "quick_gelu": Case(
-        lambda x: fused_acts.swish(x, QUICK_GELU_BETA),
+        lambda x, **quantized: fused_acts.swish(x, QUICK_GELU_BETA, **quantized),
         lambda x: rounded_once(lambda t: t * torch.sigmoid(QUICK_GELU_BETA * t), x),
         "swish",
     ),
@@ -143,11 +145,12 @@ UNARY = {
 }
 
 # The gated activations: fused(gate, up=None) (None: gate is packed gate‖up), eager(gate, up).
+# Every fused function takes the ops' keyword arguments (packings, out_dtype, ...).
 GATED = {
     "swiglu": Case(fused_acts.swiglu, lambda g, u: F.silu(g) * u, "swiglu"),
     "geglu": Case(fused_acts.geglu, lambda g, u: F.gelu(g) * u, "geglu"),
     "geglu_tanh": Case(
-        lambda g, u=None, **packing: fused_acts.geglu(g, u, approximate="tanh", **packing),
+        lambda g, u=None, **kwargs: fused_acts.geglu(g, u, approximate="tanh", **kwargs),
         lambda g, u: F.gelu(g, approximate="tanh") * u,
         "geglu",
     ),
@@ -156,7 +159,7 @@ GATED = {
     "clamped_swiglu": Case(fused_acts.clamped_swiglu, lambda g, u: rounded_once(gpt_oss_gate, g, u), "clamped_swiglu"),
     # A limit that the inputs (normal × 3) cross on both sides, often.
     "clamped_swiglu_limit_1": Case(
-        lambda g, u=None, **packing: fused_acts.clamped_swiglu(g, u, alpha=1.5, limit=1.0, **packing),
+        lambda g, u=None, **kwargs: fused_acts.clamped_swiglu(g, u, alpha=1.5, limit=1.0, **kwargs),
         lambda g, u: rounded_once(lambda g, u: gpt_oss_gate(g, u, alpha=1.5, limit=1.0), g, u),
         "clamped_swiglu",
     ),
@@ -165,8 +168,10 @@ GATED = {
     # Eager is F.glu's single rounding: in a 16-bit dtype, torch.sigmoid's
     # rounded output loses 1 − s as s → 1, and with it the gate's gradient.
     "glu": Case(
-        lambda g, u=None, interleaved=False, up_first=False: (
-            fused_acts.glu(g, interleaved=interleaved, up_first=up_first) if u is None else fused_acts.glu(u, g)
+        lambda g, u=None, interleaved=False, up_first=False, **quantized: (
+            fused_acts.glu(g, interleaved=interleaved, up_first=up_first, **quantized)
+            if u is None
+            else fused_acts.glu(u, g, **quantized)
         ),
         lambda g, u: rounded_once(lambda g, u: u * torch.sigmoid(g), g, u),
         "glu",
@@ -210,3 +215,49 @@ def pack(gate, up, interleaved=False, up_first=False):
     """split_packed's inverse."""
     first, second = (up, gate) if up_first else (gate, up)
     return torch.stack([first, second], -1).flatten(-2) if interleaved else torch.cat([first, second], dim=-1)
+
+
+# The largest finite magnitude of each quantized dtype.
+QMAX = {torch.float8_e4m3fn: 448.0, torch.float8_e5m2: 57344.0, torch.int8: 127.0}
+
+
+def _power_of_two_ceil(s):
+    """The smallest power of two >= s, for positive normal s; inf and nan pass."""
+    mantissa, exponent = torch.frexp(s)
+    ceil = torch.where(mantissa == 0.5, s, torch.ldexp(torch.ones_like(s), exponent))
+    return torch.where(s.isfinite(), ceil, s)
+
+
+def ref_quantize(h, out_dtype, granularity=None, scale=None, scale_dtype=torch.float32):
+    """The definition of a quantized output (docs/design.md), in plain torch:
+    (q, s) with s = max(amax, 1e-12) / qmax per row, per group of the last
+    dim or per tensor (or a given s), and q = cast(clamp(h / s, ±qmax)).
+    Every division is elementwise between tensors of one shape, which ATen
+    computes as IEEE division (a scalar divisor could take a reciprocal)."""
+    qmax = QMAX[out_dtype]
+    h32 = h.float()
+    cols = h.shape[-1] if h.dim() else 1
+    rows = h32.reshape(math.prod(h.shape[:-1]), cols)
+    per_tensor = scale is not None or granularity == "tensor"
+    group = cols if granularity in (None, "row", "tensor") or per_tensor else granularity
+    if per_tensor:
+        groups = rows.reshape(1, -1)
+    elif group == 0:  # a row of no elements: one empty group
+        groups = rows.reshape(rows.shape[0], 1, 0)
+    else:
+        groups = rows.reshape(rows.shape[0], cols // group, group)
+    if scale is not None:
+        s = scale.reshape(1).float().expand(groups.shape[:-1]).contiguous()
+    else:
+        amax = groups.abs().amax(-1) if groups.shape[-1] else torch.zeros(groups.shape[:-1], device=h.device)
+        s = torch.maximum(amax, torch.full_like(amax, 1e-12)) / torch.full_like(amax, qmax)
+        if scale_dtype == torch.float8_e8m0fnu:
+            s = _power_of_two_ceil(s)
+    y = groups / s.unsqueeze(-1).expand(groups.shape).contiguous()
+    y = y.clamp(-qmax, qmax)
+    q = (y.round() if out_dtype == torch.int8 else y).to(out_dtype).reshape(h.shape)
+    if per_tensor or h.dim() == 0:
+        scale_shape = ()
+    else:
+        scale_shape = (*h.shape[:-1], 1 if granularity in (None, "row") else cols // group)
+    return q, s.to(scale_dtype).reshape(scale_shape)

@@ -20,24 +20,38 @@ PARAM_VALUES = {
     "limit": [7.0, 0.5],
     "interleaved": [False, True],
     "up_first": [False, True],
+    # The quantized ops' format: a row's scale and the tensor's.
+    "out_dtype": [torch.float8_e4m3fn],
+    "group_size": [0],
+    "per_tensor": [False, True],
+    "scale_dtype": [None],
+    "scale": [None],
 }
 
 
-def sample_calls(inplace=True):
-    """(id, op, params) for each op (but the in-place ones, unless inplace) and
-    each combination of its params' values."""
+def sample_calls(inplace=True, quantized=True):
+    """(id, op, params) for each op (but the in-place ones, unless inplace,
+    and the quantized ones, unless quantized) and each combination of its
+    params' values."""
     for op in OPS.values():
-        if op.inplace and not inplace:
+        if (op.inplace and not inplace) or (op.quantized and not quantized):
             continue
         for params in itertools.product(*(PARAM_VALUES[p] for p in op.params)):
             yield pytest.param(op, params, id="-".join([op.name, *map(str, params)]))
 
 
 def sample_args(op, params, device):
-    """Small valid arguments for op: random tensors of matching shapes, then params."""
+    """Small valid arguments for op: random tensors of matching shapes, then
+    params (positional; see sample_kwargs for the keyword-only ones)."""
     full, half = (4, 6), (4, 3)
     shapes = {"x": full, "gate": full, "up": full, "grad": half if op.kind == "packed" else full}
-    return (*(torch.randn(shapes[name], device=device) for name in op.tensors), *params)
+    positional = params[: len(params) - len(op.kwarg_only)]
+    return (*(torch.randn(shapes[name], device=device) for name in op.tensors), *positional)
+
+
+def sample_kwargs(op, params):
+    """The keyword-only arguments among params (they come last)."""
+    return dict(zip(op.kwarg_only, params[len(params) - len(op.kwarg_only) :]))
 
 
 def test_every_op_family_is_tested():
@@ -72,10 +86,11 @@ def test_opcheck(op, params, device):
     # Inputs that require grad make opcheck test the autograd registration
     # too: the backward ops' own (double backward) included. The in-place
     # ops are not differentiable (test_inplace_ops_refuse_grad).
+    # The quantized ops refuse inputs that require grad (test_quantized.py).
     args = sample_args(op, params, device)
-    if not op.inplace:
+    if not op.inplace and not op.quantized:
         args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
-    torch.library.opcheck(op.overload, args)
+    torch.library.opcheck(op.overload, args, sample_kwargs(op, params))
 
 
 @pytest.mark.parametrize("op", [op for op in OPS.values() if op.inplace], ids=lambda op: op.name)
@@ -100,7 +115,7 @@ def vmap_fallback_disabled():
     torch._C._functorch._set_vmap_fallback_enabled(True)
 
 
-@pytest.mark.parametrize("op, params", sample_calls(inplace=False))
+@pytest.mark.parametrize("op, params", sample_calls(inplace=False, quantized=False))
 def test_vmap_batches_every_op(op, params, device, vmap_fallback_disabled):
     """Each op's batching rule gives what a loop over the samples gives. The
     first tensor is batched along its dim 1, the others along dim 0, and the

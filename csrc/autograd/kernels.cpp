@@ -89,6 +89,40 @@ struct Family {
   }
 };
 
+// The quantized ops have no derivative (a rounding's is zero almost
+// everywhere): under grad mode, an input that requires grad is refused
+// before any work; otherwise the call goes on to the backend.
+inline void refuse_grad(const char* op, const Tensor& t) {
+  TORCH_CHECK(!any_requires_grad({t}), op,
+              ": a quantized output has no gradient, but an input requires grad; call it under torch.no_grad() or "
+              "torch.inference_mode()");
+}
+template <typename T>
+void refuse_grad(const char*, const T&) {}
+
+// Name::kName's quantized op Name::kOp, whose signature is Args.
+template <typename Name, typename... Args>
+struct WithoutGrad {
+  static std::tuple<Tensor, Tensor> call(Args... args) {
+    static const auto op = op_handle<std::tuple<Tensor, Tensor>(Args...)>(Name::kOp);
+    (refuse_grad(Name::kName, args), ...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op.call(args...);
+  }
+};
+
+// An op's quantized op (or its packed twin's), named for messages as the op.
+template <typename Op, bool kPacked = false>
+struct QuantizedName {
+  static constexpr const char* kOp = kPacked ? Op::kPackedQuantized : Op::kQuantized;
+  static constexpr const char* kName = Op::kName;
+};
+
+// The arguments of a quantized op after its forward's (op_list.h's kQuantizedSchema).
+template <typename Name, typename... Forward>
+using QuantizedWithoutGrad = WithoutGrad<Name, Forward..., at::ScalarType, int64_t, bool, std::optional<at::ScalarType>,
+                                         const std::optional<Tensor>&>;
+
 template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
 struct Autograd;
 
@@ -152,6 +186,7 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
+    m.impl(Op::kQuantized, TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op>, const Tensor&, P...>::call)));
   }
 };
 
@@ -350,13 +385,23 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     m.impl(Op::kPacked, TORCH_FN(packed_forward));
     m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
     m.impl(Op::kPackedBackwardInPlace, TORCH_FN(packed_backward_inplace));
+    m.impl(Op::kQuantized,
+           TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op>, const Tensor&, const Tensor&, P...>::call)));
+    m.impl(Op::kPackedQuantized,
+           TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op, true>, const Tensor&, P..., bool, bool>::call)));
   }
+};
+
+struct QuantizeName {
+  static constexpr const char* kOp = "quantize";
+  static constexpr const char* kName = "quantize";
 };
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fused_acts, Autograd, m) {
   for_each_op([&](auto op) { Autograd<decltype(op)>::register_into(m); });
+  m.impl("quantize", TORCH_FN((QuantizedWithoutGrad<QuantizeName, const Tensor&>::call)));
 }
 
 }  // namespace fused_acts

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace fused_acts::cpu {
 
@@ -189,17 +190,25 @@ void run_rows(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
   });
 }
 
-// Pairs are compiled only for the functors that have them.
-template <typename scalar_t, int NIn, int NOut, typename Fn>
-void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
+// body(InPair, OutPair), as integral constants, for the pairs args have:
+// pairs are compiled only for the functors that have them.
+template <typename Fn, int NIn, int NOut, typename Body>
+void with_pairs(const ElementwiseArgs<NIn, NOut>& args, const Body& body) {
   constexpr Pairs kPairs = Fn::kInterleaved;
   if constexpr (kPairs.in >= 0 || kPairs.out >= 0) {
     if (Fn::kPairedOnly || args.pairs.in >= 0 || args.pairs.out >= 0) {
       TORCH_INTERNAL_ASSERT(args.pairs.in == kPairs.in && args.pairs.out == kPairs.out);
-      return run_rows<scalar_t, kPairs.in, kPairs.out>(args, fn);
+      return body(std::integral_constant<int, kPairs.in>{}, std::integral_constant<int, kPairs.out>{});
     }
   }
-  if constexpr (!Fn::kPairedOnly) run_rows<scalar_t, -1, -1>(args, fn);
+  if constexpr (!Fn::kPairedOnly) body(std::integral_constant<int, -1>{}, std::integral_constant<int, -1>{});
+}
+
+template <typename scalar_t, int NIn, int NOut, typename Fn>
+void elementwise(const ElementwiseArgs<NIn, NOut>& args, const Fn& fn) {
+  with_pairs<Fn>(args, [&](auto in_pair, auto out_pair) {
+    run_rows<scalar_t, decltype(in_pair)::value, decltype(out_pair)::value>(args, fn);
+  });
 }
 
 }  // namespace fused_acts::cpu

@@ -2,6 +2,7 @@
 // fused_acts loads the build that matches torch's own CPU capability.
 #include "../op_kernels.h"
 #include "elementwise.h"
+#include "quantize.h"
 
 #include <ATen/Dispatch.h>
 
@@ -12,6 +13,12 @@ struct CpuBackend {
   static void launch(Act act, const ElementwiseArgs<NIn, NOut>& args, const at::Tensor& like) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
                                     [&] { cpu::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act}); });
+  }
+  template <template <typename, typename> class Kernel, typename Act, int NIn>
+  static void quantize(Act act, const ElementwiseArgs<NIn, 1>& args, const at::Tensor& like, at::ScalarType out_dtype,
+                       const QuantizeArgs& qa) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
+                                    [&] { cpu::quantize<scalar_t>(args, Kernel<Act, scalar_t>{act}, out_dtype, qa); });
   }
 };
 

@@ -2,6 +2,7 @@
 // the CUDA engine on the current stream of the operands' device.
 #include "../op_kernels.h"
 #include "elementwise.cuh"
+#include "quantize.cuh"
 
 #include <ATen/Dispatch.h>
 
@@ -13,6 +14,13 @@ struct CudaBackend {
     const c10::cuda::CUDAGuard device_guard(like.device());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
                                     [&] { cuda::elementwise<scalar_t>(args, Kernel<Act, scalar_t>{act}); });
+  }
+  template <template <typename, typename> class Kernel, typename Act, int NIn>
+  static void quantize(Act act, const ElementwiseArgs<NIn, 1>& args, const at::Tensor& like, at::ScalarType out_dtype,
+                       const QuantizeArgs& qa) {
+    const c10::cuda::CUDAGuard device_guard(like.device());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
+                                    [&] { cuda::quantize<scalar_t>(args, Kernel<Act, scalar_t>{act}, out_dtype, qa); });
   }
 };
 

@@ -1,0 +1,96 @@
+"""Quantized outputs: the fused act+quant (out_dtype=) against eager's op
+then eager's quantize, and against torch.compile of that unfused pair, in
+inference mode, at decode sizes and one large one."""
+
+import math
+
+import torch
+
+import fused_acts
+
+from . import cases
+from .measure import Row
+from .timing import interleaved_medians
+
+OPS = ["swiglu_packed", "gelu"]
+SIZES = [(1, 4096), (32, 14336), (1024, 4096)]  # the last: 2^22 elements
+QUICK_SIZES = [(1, 256), (8, 512)]
+# Below this many elements a sample is several calls, as per_call.py's are.
+MANY_CALLS_BELOW, CALLS_PER_SAMPLE = 1 << 20, 20
+E8M0 = torch.float8_e8m0fnu
+
+# The formats, by name: the ops' quantized keyword arguments.
+FORMATS = {
+    "fp8_e4m3_row": dict(out_dtype=torch.float8_e4m3fn),
+    "fp8_e4m3_group128": dict(out_dtype=torch.float8_e4m3fn, granularity=128),
+    "fp8_e4m3_group32_e8m0": dict(out_dtype=torch.float8_e4m3fn, granularity=32, scale_dtype=E8M0),
+    "int8_row": dict(out_dtype=torch.int8),
+}
+QMAX = {torch.float8_e4m3fn: 448.0, torch.int8: 127.0}
+
+
+def eager_quantize(h, out_dtype, granularity=None, scale_dtype=torch.float32):
+    """Quantization as a user writes it in torch: amax, floor, divide,
+    power-of-two ceiling where asked, clamp, round, cast: each a pass."""
+    qmax = QMAX[out_dtype]
+    group = h.shape[-1] if granularity is None else granularity
+    groups = h.float().unflatten(-1, (-1, group))
+    scale = groups.abs().amax(-1, keepdim=True).clamp(min=1e-12) / qmax
+    if scale_dtype == E8M0:
+        scale = torch.exp2(torch.ceil(torch.log2(scale)))
+    y = (groups / scale).clamp(-qmax, qmax)
+    q = (y.round() if out_dtype == torch.int8 else y).to(out_dtype).flatten(-2)
+    return q, scale.squeeze(-1).to(scale_dtype) if scale_dtype == E8M0 else scale.squeeze(-1)
+
+
+def unfused(op, fmt):
+    eager = cases.CASES[op].eager
+    kwargs = FORMATS[fmt]
+    return lambda *inputs: eager_quantize(eager(*inputs), **kwargs)
+
+
+def differs_from_definition(fused, inputs, kwargs):
+    """None if the fused act+quant is bit for bit quantize(op(x)), else what differs."""
+    q, s = fused(*inputs, **kwargs)
+    q_ref, s_ref = fused_acts.quantize(fused(*inputs), **kwargs)
+    for name, a, b in (("q", q, q_ref), ("scale", s, s_ref)):
+        if not torch.equal(a.view(torch.uint8) if a.element_size() == 1 else a, b.view(torch.uint8) if b.element_size() == 1 else b):
+            return f"{name} differs from quantize(op(x))"
+    return None
+
+
+def bench_quantized(op, rows, cols, fmt, dtype, device, timer, args):
+    """Rows for one op, format and shape: fused, unfused eager and its compile."""
+    inputs = cases.make_inputs(op, rows, cols, dtype, device)
+    kwargs = FORMATS[fmt]
+    fused = cases.CASES[op].fused
+    fns = {"fused": lambda *x: fused(*x, **kwargs), "eager": unfused(op, fmt)}
+    if not args.no_compile:
+        torch._dynamo.reset()
+        fns["compile"] = torch.compile(unfused(op, fmt), dynamic=False)
+    calls = CALLS_PER_SAMPLE if rows * cols < MANY_CALLS_BELOW else 1
+
+    def repeated(fn):
+        def run():
+            for _ in range(calls):
+                fn(*inputs)
+
+        return run
+
+    with torch.inference_mode():
+        problem = differs_from_definition(fused, inputs, kwargs)
+        medians = {}
+        if not problem:
+            repeats = {name: repeated(fn) for name, fn in fns.items()}
+            medians = interleaved_medians(repeats, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
+    out_rows = []
+    for name in fns:
+        row = Row("quant", device, str(dtype).removeprefix("torch."), op, fmt, [rows, cols], rows * cols, name)
+        out_rows.append(row)
+        if problem:
+            row.error = f"wrong result, not timed: {problem}"
+            continue
+        row.median_ms = medians[name] / calls * 1e3
+        row.speedup_vs_eager = medians["eager"] / medians[name]
+        row.speedup_vs_compile = medians["compile"] / medians[name] if "compile" in medians else math.nan
+    return out_rows
