@@ -14,6 +14,6 @@ reports; it never fails on a slow number.
 
 Modules: timing (clocks, interleaving, copy bandwidth, warm heap), cases (one
 entry per op), measure (the per-op cells), ffn (FFN blocks), per_call (the
-cost of one call at decode sizes), report (tables, JSON, plots) and __main__
-(the command line).
+cost of one call at decode sizes), quantized (fused act+quant against the op
+then quantize), report (tables, JSON, plots) and __main__ (the command line).
 """

@@ -54,7 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--no-ffn", action="store_true", help="skip the FFN blocks")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
     p.add_argument("--no-per-call", action="store_true", help="skip the per-call cost at decode sizes")
-    p.add_argument("--no-quantized", action="store_true", help="skip the quantized outputs (fused act+quant)")
+    p.add_argument(
+        "--no-quantized", action="store_true", help=f"skip the quantized outputs (fused act+quant) of {quantized.OPS}"
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
     p.add_argument(
         "--fresh-memory",
@@ -124,7 +126,8 @@ def run(args):
             rows += per_call.bench_per_call(op, r, c, dtype, device, timer, args)
     if not args.no_quantized:
         sizes = quantized.QUICK_SIZES if args.quick else quantized.SIZES
-        cells = [(o, f, d, s) for d in dtypes for o in quantized.OPS for f in quantized.FORMATS for s in sizes]
+        quantized_ops = [op for op in quantized.OPS if op in ops]
+        cells = [(o, f, d, s) for d in dtypes for o in quantized_ops for f in quantized.FORMATS for s in sizes]
         for op, fmt, dtype, (r, c) in progress(cells, "quantized"):
             rows += quantized.bench_quantized(op, r, c, fmt, dtype, device, timer, args)
     return rows, info, copy_bps / 1e9

@@ -54,7 +54,9 @@ def differs_from_definition(fused, inputs, kwargs):
     q, s = fused(*inputs, **kwargs)
     q_ref, s_ref = fused_acts.quantize(fused(*inputs), **kwargs)
     for name, a, b in (("q", q, q_ref), ("scale", s, s_ref)):
-        if not torch.equal(a.view(torch.uint8) if a.element_size() == 1 else a, b.view(torch.uint8) if b.element_size() == 1 else b):
+        if not torch.equal(
+            a.view(torch.uint8) if a.element_size() == 1 else a, b.view(torch.uint8) if b.element_size() == 1 else b
+        ):
             return f"{name} differs from quantize(op(x))"
     return None
 

@@ -188,11 +188,14 @@ def quantized_lines(quant_rows):
         lines.append("| " + " | ".join(cells) + " |")
         if fused.error:
             lines.append(f"|  fused: {fused.error} |")
-    speedups = [r.speedup_vs_eager for r in quant_rows if r.candidate == "fused" and not math.isnan(r.speedup_vs_eager)]
-    if speedups:
-        mean = math.exp(sum(map(math.log, speedups)) / len(speedups))
-        summary = f"{mean:.2f}× over {len(speedups)} cells (min {min(speedups):.2f}×)"
-        lines += ["", f"Geometric mean, quantized, fused vs eager: {summary}"]
+    lines.append("")
+    for vs in ("eager", "compile"):
+        speedups = [getattr(r, f"speedup_vs_{vs}") for r in quant_rows if r.candidate == "fused"]
+        speedups = [v for v in speedups if not math.isnan(v)]
+        if speedups:
+            mean = math.exp(sum(map(math.log, speedups)) / len(speedups))
+            summary = f"{mean:.2f}× over {len(speedups)} cells (min {min(speedups):.2f}×)"
+            lines.append(f"Geometric mean, quantized, fused vs {vs}: {summary}")
     return lines
 
 

@@ -98,12 +98,12 @@ C10_HOST_DEVICE inline out_t quantized_value(float y) {
 struct QuantizeArgs {
   enum Pass { kGroups, kAmax, kGivenScale };
   Pass pass;
-  int64_t group;     // elements per group of a row; a row's last may be shorter (kAmax, kGivenScale)
+  int64_t group;  // elements per group of a row; a row's last may be shorter (kAmax, kGivenScale)
   bool power_of_two;
-  void* scale;       // kGroups: one per group; kGivenScale: one. float, or e8m0 with power_of_two
+  void* scale;         // kGroups: one per group; kGivenScale: one. float, or e8m0 with power_of_two
   const float* given;  // kGivenScale: the scale, or with given_is_amax the amax to take it from
   bool given_is_amax;
-  float* amax;       // kAmax: the max |h| over every group, starting from 0
+  float* amax;  // kAmax: the max |h| over every group, starting from 0
 };
 
 // Group index's scale s, as the scale tensor's dtype holds it.

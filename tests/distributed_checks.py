@@ -114,10 +114,11 @@ def tiny_llama_config():
 
 
 def check_patched_llama_mlp_tensor_parallel(mesh):
+    config = tiny_llama_config()  # first: it skips where transformers is missing
     from transformers.models.llama.modeling_llama import LlamaMLP
 
     torch.manual_seed(0)
-    mlp = LlamaMLP(tiny_llama_config())
+    mlp = LlamaMLP(config)
     reference = copy.deepcopy(mlp)
     assert fused_acts.patch(mlp) == {"SwiGLU": 1, "SiLU": 1}
     plan = {"gate_proj": ColwiseParallel(), "up_proj": ColwiseParallel(), "down_proj": RowwiseParallel()}
@@ -129,10 +130,11 @@ def check_patched_llama_fsdp2(mesh, recompute):
     """fully_shard on a patched tiny Llama trains as the unpatched one does,
     over two optimizer steps: FSDP2 unshards the parameters again for the
     backward, recomputing or not."""
+    config = tiny_llama_config()  # first: it skips where transformers is missing
     import transformers
 
     torch.manual_seed(0)
-    reference = transformers.LlamaForCausalLM(tiny_llama_config())
+    reference = transformers.LlamaForCausalLM(config)
     model = copy.deepcopy(reference)
     assert fused_acts.patch(model, recompute=recompute) == {"SwiGLU": 2, "SiLU": 2}
     ids = torch.randint(1, 128, (2, 12), generator=torch.Generator().manual_seed(dist.get_rank()))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks import __main__ as bench
-from benchmarks import cases, ffn, measure
+from benchmarks import cases, ffn, measure, quantized
 
 
 def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
@@ -59,6 +59,15 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     }
     assert all(r.median_ms > 0 and not r.error for r in call_rows)
     assert "| silu | float32 | 1×4096 |" in table.split("Per call")[1]
+    quant_rows = [r for r in rows if r.kind == "quant"]
+    assert {(r.op, r.mode, r.candidate, tuple(r.shape)) for r in quant_rows} == {
+        ("swiglu_packed", fmt, cand, shape)
+        for fmt in quantized.FORMATS
+        for cand in ("fused", "eager")
+        for shape in quantized.QUICK_SIZES
+    }
+    assert all(r.median_ms > 0 and r.speedup_vs_eager > 0 and not r.error for r in quant_rows)
+    assert "| swiglu_packed | float32 | 8×512 | fp8_e4m3_group32_e8m0 |" in table.split("Quantized outputs")[1]
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["machine"]["torch"] == torch.__version__ and data["copy_gbps"] > 0
     assert len(data["rows"]) == len(rows) and set(data["rows"][0]) >= {"op", "mode", "candidate", "median_ms", "gbps"}

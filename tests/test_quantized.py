@@ -1,7 +1,8 @@
 """Quantized outputs (out_dtype=): every op, layout, dtype and format is bit
 for bit quantize(op(x)), and quantize is the definition (reference.py's
 ref_quantize, docs/design.md). Then errors, grad, compile, export and the
-GEMMs that consume them."""
+GEMMs that consume them. The bit tests run again for each CPU build
+(cpu_builds)."""
 
 import pytest
 import torch
@@ -71,9 +72,12 @@ def every_form():
     for name, case in GATED.items():
         yield pytest.param(lambda x, f=case.fused, **kw: f(*x.chunk(2, dim=-1), **kw), id=name)
         for packing, layout in PACKINGS.items():
-            yield pytest.param(lambda x, f=case.fused, layout=layout, **kw: f(x, **layout, **kw), id=f"{name}_{packing}")
+            yield pytest.param(
+                lambda x, f=case.fused, layout=layout, **kw: f(x, **layout, **kw), id=f"{name}_{packing}"
+            )
 
 
+@pytest.mark.cpu_builds
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("fn", every_form())
 def test_op_is_quantize_of_op(fn, fmt, device, dtype):
@@ -87,6 +91,7 @@ def test_op_is_quantize_of_op(fn, fmt, device, dtype):
     assert_same_quantized(actual, ref_quantize(h, **kwargs))
 
 
+@pytest.mark.cpu_builds
 @pytest.mark.parametrize("layout", ["transposed", "row_strided", "step", "expanded"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_layouts(layout, fmt, device, dtype):
@@ -114,6 +119,7 @@ def group_formats(shape):
         yield pytest.param(kwargs, id=name)
 
 
+@pytest.mark.cpu_builds
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_quantize_is_the_definition(shape, device, dtype):
     """Odd, empty and 0-dim shapes, every format."""
@@ -137,6 +143,7 @@ def test_empty_inputs_have_the_scales_of_zeros(device):
     assert s.shape == () and s.item() == (torch.tensor(1e-12) / torch.tensor(127.0)).item()
 
 
+@pytest.mark.cpu_builds
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_special_values(fmt, device, dtype):
     """Zeros, subnormals, huge values, infinities and nans, one row each: a
@@ -149,6 +156,7 @@ def test_special_values(fmt, device, dtype):
     assert_same_quantized(fused_acts.gelu(x, **kwargs), ref_quantize(fused_acts.gelu(x), **kwargs))
 
 
+@pytest.mark.cpu_builds
 @pytest.mark.parametrize("out_dtype", [E4M3, E5M2, INT8], ids=str)
 def test_values_saturate_and_round_to_nearest_even(out_dtype, device):
     """A static scale of 1: values past qmax clamp to it, halfway values go to the even neighbour."""

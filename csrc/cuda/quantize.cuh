@@ -123,8 +123,8 @@ void launch_quantize(const ElementwiseArgs<NIn, 1>& args, const Fn& fn, at::Scal
   const int64_t blocks = (num_groups + kGroupsPerBlock - 1) / kGroupsPerBlock;
   TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), "fused_acts: tensor too large for one launch");
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  quantize_kernel<scalar_t, VEC><<<blocks, kThreads, 0, stream>>>(args, groups_per_row, num_groups, qa,
-                                                                  QuantizedStore<VEC>{out_dtype}, fn);
+  quantize_kernel<scalar_t, VEC>
+      <<<blocks, kThreads, 0, stream>>>(args, groups_per_row, num_groups, qa, QuantizedStore<VEC>{out_dtype}, fn);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
