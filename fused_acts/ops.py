@@ -57,9 +57,15 @@ def _format(op, granularity, scale):
     return granularity, False
 
 
-def _unquantized(op, granularity, scale, scale_dtype):
-    if granularity is not None or scale is not None or scale_dtype != torch.float32:
+def _call(op, base, args, out_dtype, granularity, scale, scale_dtype):
+    """torch.ops.fused_acts.<base>(*args), or with out_dtype its _quantized
+    twin as a Quantized; op names the function in messages."""
+    if out_dtype is None:
+        # The plain call, checked inline: it is on every call's path.
+        if granularity is None and scale is None and scale_dtype is torch.float32:
+            return getattr(_ops, base)(*args)
         raise ValueError(f"{op}: granularity, scale and scale_dtype describe a quantized output; give out_dtype too")
+    return _quantized(getattr(_ops, f"{base}_quantized"), op, args, out_dtype, granularity, scale, scale_dtype)
 
 
 def _quantized(quantized_op, op, args, out_dtype, granularity, scale, scale_dtype):
@@ -112,19 +118,13 @@ def gelu(
     scale_dtype=torch.float32,
 ):
     """Same as ``torch.nn.functional.gelu``: "none" is the erf form, "tanh" the tanh approximation."""
-    if out_dtype is None:
-        _unquantized("gelu", granularity, scale, scale_dtype)
-        return _ops.gelu(x, approximate)
-    return _quantized(_ops.gelu_quantized, "gelu", (x, approximate), out_dtype, granularity, scale, scale_dtype)
+    return _call("gelu", "gelu", (x, approximate), out_dtype, granularity, scale, scale_dtype)
 
 
 @_documents_quantized
 def silu(x: torch.Tensor, *, out_dtype=None, granularity=None, scale=None, scale_dtype=torch.float32):
     """Same as ``torch.nn.functional.silu``."""
-    if out_dtype is None:
-        _unquantized("silu", granularity, scale, scale_dtype)
-        return _ops.silu(x)
-    return _quantized(_ops.silu_quantized, "silu", (x,), out_dtype, granularity, scale, scale_dtype)
+    return _call("silu", "silu", (x,), out_dtype, granularity, scale, scale_dtype)
 
 
 @_documents_quantized
@@ -133,28 +133,19 @@ def swish(
 ):
     """``x * sigmoid(beta * x)``. ``swish(x, 1.0)`` is :func:`silu` bit for bit;
     ``swish(x, 1.702)`` is QuickGELU (CLIP)."""
-    if out_dtype is None:
-        _unquantized("swish", granularity, scale, scale_dtype)
-        return _ops.swish(x, beta)
-    return _quantized(_ops.swish_quantized, "swish", (x, beta), out_dtype, granularity, scale, scale_dtype)
+    return _call("swish", "swish", (x, beta), out_dtype, granularity, scale, scale_dtype)
 
 
 @_documents_quantized
 def relu_squared(x: torch.Tensor, *, out_dtype=None, granularity=None, scale=None, scale_dtype=torch.float32):
     """``relu(x) ** 2`` (Primer; Nemotron's and nanochat's ``relu2``)."""
-    if out_dtype is None:
-        _unquantized("relu_squared", granularity, scale, scale_dtype)
-        return _ops.relu_squared(x)
-    return _quantized(_ops.relu_squared_quantized, "relu_squared", (x,), out_dtype, granularity, scale, scale_dtype)
+    return _call("relu_squared", "relu_squared", (x,), out_dtype, granularity, scale, scale_dtype)
 
 
 @_documents_quantized
 def mish(x: torch.Tensor, *, out_dtype=None, granularity=None, scale=None, scale_dtype=torch.float32):
     """Same as ``torch.nn.functional.mish``."""
-    if out_dtype is None:
-        _unquantized("mish", granularity, scale, scale_dtype)
-        return _ops.mish(x)
-    return _quantized(_ops.mish_quantized, "mish", (x,), out_dtype, granularity, scale, scale_dtype)
+    return _call("mish", "mish", (x,), out_dtype, granularity, scale, scale_dtype)
 
 
 def _unpacked(op, interleaved, up_first):
@@ -169,10 +160,7 @@ def _gated(op, gate, up, params, interleaved, up_first, out_dtype, granularity, 
         base, args = f"{op}_packed", (gate, *params, interleaved, up_first)
     else:
         base, args = op, (gate, up, *params)
-    if out_dtype is None:
-        _unquantized(op, granularity, scale, scale_dtype)
-        return getattr(_ops, base)(*args)
-    return _quantized(getattr(_ops, f"{base}_quantized"), op, args, out_dtype, granularity, scale, scale_dtype)
+    return _call(op, base, args, out_dtype, granularity, scale, scale_dtype)
 
 
 @_documents_quantized
