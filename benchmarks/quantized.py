@@ -10,13 +10,14 @@ import fused_acts
 
 from . import cases
 from .measure import Row
+from .per_call import CALLS_PER_SAMPLE
 from .timing import interleaved_medians
 
 OPS = ["swiglu_packed", "gelu"]
 SIZES = [(1, 4096), (32, 14336), (1024, 4096)]  # the last: 2^22 elements
 QUICK_SIZES = [(1, 256), (8, 512)]
 # Below this many elements a sample is several calls, as per_call.py's are.
-MANY_CALLS_BELOW, CALLS_PER_SAMPLE = 1 << 20, 20
+MANY_CALLS_BELOW = 1 << 20
 E8M0 = torch.float8_e8m0fnu
 
 # The formats, by name: the ops' quantized keyword arguments.
@@ -26,13 +27,12 @@ FORMATS = {
     "fp8_e4m3_group32_e8m0": dict(out_dtype=torch.float8_e4m3fn, granularity=32, scale_dtype=E8M0),
     "int8_row": dict(out_dtype=torch.int8),
 }
-QMAX = {torch.float8_e4m3fn: 448.0, torch.int8: 127.0}
 
 
 def eager_quantize(h, out_dtype, granularity=None, scale_dtype=torch.float32):
     """Quantization as a user writes it in torch: amax, floor, divide,
     power-of-two ceiling where asked, clamp, round, cast: each a pass."""
-    qmax = QMAX[out_dtype]
+    qmax = float((torch.finfo if out_dtype.is_floating_point else torch.iinfo)(out_dtype).max)
     group = h.shape[-1] if granularity is None else granularity
     groups = h.float().unflatten(-1, (-1, group))
     scale = groups.abs().amax(-1, keepdim=True).clamp(min=1e-12) / qmax

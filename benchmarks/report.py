@@ -189,30 +189,30 @@ def quantized_lines(quant_rows):
         if fused.error:
             lines.append(f"|  fused: {fused.error} |")
     lines.append("")
+    fused_rows = [r for r in quant_rows if r.candidate == "fused"]
     for vs in ("eager", "compile"):
-        speedups = [getattr(r, f"speedup_vs_{vs}") for r in quant_rows if r.candidate == "fused"]
-        speedups = [v for v in speedups if not math.isnan(v)]
-        if speedups:
-            mean = math.exp(sum(map(math.log, speedups)) / len(speedups))
-            summary = f"{mean:.2f}× over {len(speedups)} cells (min {min(speedups):.2f}×)"
-            lines.append(f"Geometric mean, quantized, fused vs {vs}: {summary}")
+        s = geomean_summary(fused_rows, vs)
+        if s:
+            lines.append(f"Geometric mean, quantized, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)")
     return lines
+
+
+def geomean_summary(rows, vs):
+    """(geometric mean, min, count) of the rows' speedups against vs, or None if none has one."""
+    values = [v for v in (getattr(r, f"speedup_vs_{vs}") for r in rows) if not math.isnan(v)]
+    if not values:
+        return None
+    return math.exp(sum(map(math.log, values)) / len(values)), min(values), len(values)
 
 
 def geomean_lines(op_rows):
     """Geometric-mean speedups over all cells, then per op (over its dtypes and sizes)."""
     fused = [r for r in op_rows if r.candidate == "fused"]
 
-    def summary(rows, vs):
-        values = [v for v in (getattr(r, f"speedup_vs_{vs}") for r in rows) if not math.isnan(v)]
-        if not values:
-            return None
-        return math.exp(sum(map(math.log, values)) / len(values)), min(values), len(values)
-
     lines = []
     for mode in MODES:
         for vs in ("eager", "compile"):
-            s = summary([r for r in fused if r.mode == mode], vs)
+            s = geomean_summary([r for r in fused if r.mode == mode], vs)
             if s:
                 lines.append(
                     f"Geometric mean speedup, {mode}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)"
@@ -221,7 +221,7 @@ def geomean_lines(op_rows):
     for mode in MODES:
         for op in dict.fromkeys(r.op for r in fused):
             rows = [r for r in fused if r.op == op and r.mode == mode]
-            cells = [summary(rows, vs) for vs in ("eager", "compile")]
+            cells = [geomean_summary(rows, vs) for vs in ("eager", "compile")]
             if cells[0]:
                 per_op.append(
                     f"| {op} | {mode} | {cells[0][2]} | "

@@ -160,6 +160,7 @@ PARAM_CHECKS = {
     "group_size": lambda op, group_size: None,
     "per_tensor": lambda op, per_tensor: None,
     "scale_dtype": lambda op, scale_dtype: None,
+    "scale": lambda op, scale: None,
 }
 
 
@@ -168,8 +169,7 @@ def check_call(op, by_name):
     kernel's order: params first, then the tensors."""
     name = op.check_name
     for param in op.params:
-        if param != "scale":
-            PARAM_CHECKS[param](name, by_name[param])
+        PARAM_CHECKS[param](name, by_name[param])
     if op.kind == "unary":
         if op.backward:
             check_same(name, "grad", by_name["grad"], "x", by_name["x"])

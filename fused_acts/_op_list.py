@@ -96,5 +96,3 @@ OPS = {name: OpInfo(name) for name in _registered_names()}
 
 FORWARD_OPS = [op for op in OPS.values() if not op.backward and not op.quantized]
 """The activations' forward ops, separate and packed."""
-
-QUANTIZED_OPS = [op for op in OPS.values() if op.quantized]

@@ -6,7 +6,7 @@ GEMMs that consume them. The bit tests run again for each CPU build
 
 import pytest
 import torch
-from helpers import SHAPES, SPECIAL_VALUES, make_input
+from helpers import SHAPES, SPECIAL_VALUES, make_input, same_bits
 from reference import GATED, PACKINGS, QMAX, UNARY, pack, ref_quantize
 
 import fused_acts
@@ -26,8 +26,9 @@ FORMATS = {
 }
 
 
-def quantized_kwargs(name, device):
-    kwargs = dict(FORMATS[name])
+def quantized_kwargs(fmt, device):
+    """The keyword arguments of a format (a FORMATS name, or its dict), its static scale a tensor on device."""
+    kwargs = dict(FORMATS[fmt] if isinstance(fmt, str) else fmt)
     if "scale" in kwargs:
         kwargs["scale"] = torch.tensor(kwargs["scale"], device=device)
     return kwargs
@@ -39,18 +40,15 @@ def assert_same_quantized(actual, expected):
     (q, s), (q_ref, s_ref) = actual, expected
     assert q.dtype == q_ref.dtype and s.dtype == s_ref.dtype
     assert q.shape == q_ref.shape and s.shape == s_ref.shape, (q.shape, s.shape, q_ref.shape, s_ref.shape)
-    s32, s32_ref = s.float(), s_ref.float()
-    assert torch.equal(s32.isnan(), s32_ref.isnan())
-    assert torch.equal(s.view(torch.uint8 if s.element_size() == 1 else torch.int32)[~s32.isnan()],
-                       s_ref.view(torch.uint8 if s.element_size() == 1 else torch.int32)[~s32.isnan()])  # fmt: skip
+    # float32 holds every e8m0 scale exactly, nan included.
+    s32 = s.float()
+    assert same_bits(s32, s_ref.float())
     finite = s32.isfinite()
     if q.dim() and s.dim():
         finite = finite.repeat_interleave(q.shape[-1] // max(s.shape[-1], 1), dim=-1) if s.shape[-1] else finite
     elif not bool(finite):
         return
-    as_bytes = q.view(torch.uint8) if q.dtype != INT8 else q
-    as_bytes_ref = q_ref.view(torch.uint8) if q_ref.dtype != INT8 else q_ref
-    mismatch = (as_bytes != as_bytes_ref) & finite
+    mismatch = (q.view(torch.uint8) != q_ref.view(torch.uint8)) & finite
     assert not mismatch.any(), f"{int(mismatch.sum())} of {q.numel()} differ"
 
 
@@ -125,9 +123,7 @@ def test_quantize_is_the_definition(shape, device, dtype):
     """Odd, empty and 0-dim shapes, every format."""
     x = rows_of_many_sizes(shape, device, dtype)
     for param in group_formats(shape):
-        kwargs = dict(param.values[0])
-        if "scale" in kwargs:
-            kwargs["scale"] = torch.tensor(kwargs["scale"], device=device)
+        kwargs = quantized_kwargs(param.values[0], device)
         assert_same_quantized(fused_acts.quantize(x, **kwargs), ref_quantize(x, **kwargs))
 
 
