@@ -1,6 +1,7 @@
 """The command line: python -m benchmarks --help."""
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -8,7 +9,7 @@ import sys
 import torch
 
 from . import __doc__ as DESCRIPTION
-from . import ffn, per_call, quantized
+from . import ffn, model, per_call, quantized
 from .cases import MODES, OPS
 from .measure import bench_op
 from .report import machine_info, render_tables, write_results
@@ -46,7 +47,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m benchmarks", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    cuda = torch.cuda.is_available()
+    p.add_argument(
+        "--device",
+        default="cuda" if cuda else "cpu",
+        choices=["cpu", "cuda"],
+        help=f"default: cuda when a GPU is available, else cpu (here: {'cuda' if cuda else 'cpu'})",
+    )
     p.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated: float32,bfloat16,float16")
     p.add_argument("--ops", default=",".join(OPS), help=f"comma-separated from {OPS}")
     p.add_argument("--modes", default="fwd,fwdbwd", help=f"comma-separated from {MODES}")
@@ -57,6 +64,17 @@ def parse_args(argv=None):
     p.add_argument(
         "--no-quantized", action="store_true", help=f"skip the quantized outputs (fused act+quant) of {quantized.OPS}"
     )
+    p.add_argument("--no-model", action="store_true", help="skip the whole models")
+    p.add_argument("--models", default=",".join(model.MODELS), help=f"comma-separated from {model.MODELS}")
+    p.add_argument(
+        "--model-compile",
+        action="store_true",
+        help=f"also time the models under torch.compile ({', '.join(model.COMPILED)}): minutes of compiling each",
+    )
+    for field in dataclasses.fields(model.Shape):
+        flag = field.name.replace("_", "-")
+        cpu, gpu = (getattr(model.DEFAULT_SHAPES[d], field.name) for d in ("cpu", "cuda"))
+        p.add_argument(f"--model-{flag}", type=int, default=None, help=f"default {cpu} on cpu, {gpu} on cuda")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
     p.add_argument(
         "--fresh-memory",
@@ -130,7 +148,35 @@ def run(args):
         cells = [(o, f, d, s) for d in dtypes for o in quantized_ops for f in quantized.FORMATS for s in sizes]
         for op, fmt, dtype, (r, c) in progress(cells, "quantized"):
             rows += quantized.bench_quantized(op, r, c, fmt, dtype, device, timer, args)
+    if not args.no_model:
+        rows += run_models(args, dtypes, timer, info)
     return rows, info, copy_bps / 1e9
+
+
+def model_shape(args):
+    """The models' shape: the device's default (or --quick's), with the --model-* options given."""
+    shape = model.QUICK_SHAPE if args.quick else model.DEFAULT_SHAPES[args.device]
+    given = {f.name: getattr(args, f"model_{f.name}") for f in dataclasses.fields(shape)}
+    return dataclasses.replace(shape, **{k: v for k, v in given.items() if v is not None})
+
+
+def run_models(args, dtypes, timer, info):
+    names = args.models.split(",")
+    unknown = set(names) - set(model.MODELS)
+    if unknown:
+        raise SystemExit(f"unknown models {sorted(unknown)}; choose from {model.MODELS}")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        info["model"] = "skipped (pip install transformers)"
+        return []
+    shape = model_shape(args)
+    dtypes = [d for d in dtypes if not (args.device == "cpu" and ffn.cpu_lacks_matmul(d))]
+    rows = []
+    for dtype in progress(dtypes, "model"):
+        for name in names:
+            rows += model.bench_model(name, shape, dtype, args.device, timer, args)
+    return rows
 
 
 def main(argv=None):

@@ -86,9 +86,10 @@ def ffn_blocks(dim, hidden, use_compile=False):
     }
 
 
-def saved_bytes(block, x):
-    """Bytes autograd keeps for backward over one forward (each storage
-    once), parameters excluded: the activations a training step holds."""
+def saved_bytes(block, *inputs, **kwargs):
+    """Bytes autograd keeps for backward over one forward of block(*inputs,
+    **kwargs) (each storage once), parameters excluded: the activations a
+    training step holds."""
     params = {p.untyped_storage().data_ptr() for p in block.parameters()}
     seen = {}
 
@@ -99,17 +100,18 @@ def saved_bytes(block, x):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(x)
+        block(*inputs, **kwargs)
     return sum(seen.values())
 
 
-def peak_bytes(block, x, device):
+def peak_memory(step, device):
+    """CUDA: the bytes step() allocates at its peak, above what was allocated before; nan elsewhere."""
     if device != "cuda":
         return math.nan
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    block(x).sum().backward()
+    step()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
 
@@ -161,6 +163,6 @@ def bench_ffn(tokens, dim, hidden, dtype, device, timer, args):
                 row.speedup_vs_eager = medians["eager"] / medians[k]
             # Saved-tensor hooks see a compiled graph's own saving, not what it keeps.
             row.saved_mb = math.nan if k.startswith("compile") else saved_bytes(block, xs[k]) / 2**20
-            row.peak_mb = peak_bytes(block, xs[k], device) / 2**20
+            row.peak_mb = peak_memory(steps[k], device) / 2**20
             rows.append(row)
     return rows

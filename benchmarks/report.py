@@ -51,6 +51,7 @@ def render_tables(rows, info, copy_gbps):
         f"Copy bandwidth (read+write): {copy_gbps:.1f} GB/s",
         "",
     ]
+    lines += model_lines([r for r in rows if r.kind == "model"])
     op_rows = [r for r in rows if r.kind == "op"]
     if op_rows:
         has_compile = any(r.candidate == "compile" for r in op_rows)
@@ -103,6 +104,39 @@ def render_tables(rows, info, copy_gbps):
     lines += per_call_lines([r for r in rows if r.kind == "call"])
     lines += quantized_lines([r for r in rows if r.kind == "quant"])
     return "\n".join(lines)
+
+
+def model_lines(model_rows):
+    """The whole-model table: a line per model, dtype and candidate, with its
+    training step, bytes saved for backward, peak (CUDA), prefill and greedy
+    decode, each with its ratio to eager (time: eager's ÷ the candidate's;
+    memory: the candidate's ÷ eager's), and whether greedy tokens are eager's."""
+    if not model_rows:
+        return []
+    lines = ["Whole models, random weights:", ""]
+    for name, describe in dict.fromkeys((r.op, r.extra["shape"]) for r in model_rows if "shape" in r.extra):
+        lines.append(f"- {name}: {describe}")
+    header = ["model", "dtype", "candidate", "train ms", "× eager", "saved MB", "of eager's", "peak MB"]
+    header += ["prefill ms", "× eager", "decode tok/s", "× eager", "greedy = eager"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = {}
+    for r in model_rows:
+        groups.setdefault((r.op, r.dtype), {}).setdefault(r.candidate, {})[r.mode] = r
+    for (name, dtype), by in groups.items():
+        eager = by["eager"]
+        for candidate, measures in by.items():
+            train, prefill, decode = (measures[m] for m in ("train", "prefill", "decode"))
+            cells = [name, dtype, candidate, fmt(train.median_ms, ".1f"), fmt(train.speedup_vs_eager, ".3f")]
+            cells += [fmt(train.saved_mb, ".1f"), fmt(train.saved_mb / eager["train"].saved_mb, ".2f")]
+            cells += [fmt(train.peak_mb, ".0f"), fmt(prefill.median_ms, ".2f"), fmt(prefill.speedup_vs_eager, ".3f")]
+            cells += [fmt(decode.extra.get("tokens_per_s"), ".1f"), fmt(decode.speedup_vs_eager, ".3f")]
+            if train.error:
+                cells.append(train.error)
+            else:
+                first = decode.extra["first_token_unlike_eager"]
+                cells.append("yes" if first is None else f"no, from token {first}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def ffn_lines(ffn_rows):

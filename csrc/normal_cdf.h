@@ -22,16 +22,21 @@ C10_HOST_DEVICE T gauss_abs(T x) {
 // x² would cost in the tail: x² is split exactly into x2 + err (fma). Float
 // takes 2^(q + f) with y = −x²·log2(e)/2, q = round(y) and f = y − q: f
 // is one fms of x2 against q, exact to 2^-26 since |f| ≤ 1/2, plus err's
-// and the constant's low parts, computed beside it. The caller's factor r
-// goes in with 2^q (exp2_split), so that a tail result underflows in one
-// place, and its multiply is off the chain from x to 2^f: GELU's CPU
-// kernels are bound by that chain's latency as much as by their ~40
-// operations. Double takes e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from
-// a 16-bit type: it has at most 11 significant bits, so x² is exact already.
+// and the constant's low parts, summed beside it and added in one fma. q
+// comes from adding 1.5·2^23 in an fma, which leaves no fraction bits, and
+// subtracting it again: one operation fewer than a multiply and a round,
+// which takes two on Intel's cores. The caller's factor r goes in with 2^q
+// (exp2_split), so that a tail result underflows in one place, and its
+// multiply is off the chain from x to 2^f: GELU's CPU kernels are bound by
+// that chain's latency as much as by their ~35 operations. Double takes
+// e^(−err/2) ≈ 1 − err/2. With kHalf, x comes from a 16-bit type: it has at
+// most 11 significant bits, so x² is exact already.
 template <bool kHalf, typename T>
 C10_HOST_DEVICE T gaussian(T ax, T r) {
   using M = Math<T>;
   constexpr float kHalfLog2EHi = 0.72134751081f, kHalfLog2ELo = 9.6298151675e-09f;  // log2(e)/2
+  // Adding it rounds a float of magnitude below 2^22 to an integer.
+  constexpr float kShifter = 0x1.8p23f;
   const T x2 = ax * ax;
   if constexpr (kHalf) {
     return r * M::exp2_for_half(T(-kHalfLog2EHi) * x2);
@@ -41,9 +46,9 @@ C10_HOST_DEVICE T gaussian(T ax, T r) {
       const T e = M::exp(T(-0.5) * x2);
       return r * M::fma(T(-0.5) * err, e, e);
     } else {
-      const T q = M::round(T(-kHalfLog2EHi) * x2);
-      const T low = M::fma(T(-kHalfLog2EHi), err, T(-kHalfLog2ELo) * x2);
-      const T f = M::fms(T(-kHalfLog2EHi), x2, q) + low;
+      const T q = M::fma(T(-kHalfLog2EHi), x2, T(kShifter)) - T(kShifter);
+      const T low = M::fma(T(kHalfLog2ELo / kHalfLog2EHi), x2, err);
+      const T f = M::fma(T(-kHalfLog2EHi), low, M::fms(T(-kHalfLog2EHi), x2, q));
       return M::exp2_split(q, f, r);
     }
   }

@@ -1,6 +1,7 @@
 """The benchmark harness on tiny sizes: correctness gating, row fields, JSON
 output and --quick. It measures; nothing here asserts a speed."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from benchmarks import __main__ as bench
-from benchmarks import cases, ffn, measure, quantized
+from benchmarks import cases, ffn, measure, model, quantized
 
 
 def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
@@ -68,11 +69,37 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     }
     assert all(r.median_ms > 0 and r.speedup_vs_eager > 0 and not r.error for r in quant_rows)
     assert "| swiglu_packed | float32 | 8×512 | fp8_e4m3_group32_e8m0 |" in table.split("Quantized outputs")[1]
+    check_model_rows([r for r in rows if r.kind == "model"], table)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["machine"]["torch"] == torch.__version__ and data["copy_gbps"] > 0
     assert len(data["rows"]) == len(rows) and set(data["rows"][0]) >= {"op", "mode", "candidate", "median_ms", "gbps"}
     assert "| silu | float32 | 8×64 | fwd |" in table and "Geometric mean speedup" in table
     assert (tmp_path / "results.md").read_text().strip() == table.strip().split("\nwrote")[0].strip()
+
+
+def check_model_rows(model_rows, table):
+    """--quick's model section: every model, candidate and measure, timed
+    and correct, with what each keeps for backward."""
+    if importlib.util.find_spec("transformers") is None:
+        assert not model_rows
+        return
+    assert {(r.op, r.candidate, r.mode) for r in model_rows} == {
+        (name, cand, measure)
+        for name in model.MODELS
+        for cand in model.CANDIDATES
+        for measure in ("train", "prefill", "decode")
+    }
+    assert all(r.median_ms > 0 and r.speedup_vs_eager > 0 and not r.error for r in model_rows)
+    by = {(r.op, r.candidate, r.mode): r for r in model_rows}
+    for name in model.MODELS:
+        # The fused activations save less than eager's, and recompute less again where a down projection is a Linear.
+        saved = [by[name, cand, "train"].saved_mb for cand in ("patch_recompute", "patch", "eager")]
+        assert saved[0] <= saved[1] < saved[2], (name, saved)
+        for cand in model.CANDIDATES:
+            decode = by[name, cand, "decode"].extra
+            assert decode["tokens_per_s"] > 0 and decode["first_token_unlike_eager"] is None, (name, cand)
+    assert by["llama", "patch_recompute", "train"].saved_mb < by["llama", "patch", "train"].saved_mb
+    assert "| llama | float32 | patch_recompute |" in table.split("Whole models")[1]
 
 
 def test_wrong_candidate_is_reported_not_timed(monkeypatch):
@@ -178,3 +205,49 @@ def test_command_line_help_runs_as_a_module():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0 and "python -m benchmarks" in result.stdout
+
+
+def test_model_options_set_the_shape():
+    shape = bench.model_shape(bench.parse_args(["--quick", "--model-layers", "3", "--model-decode-tokens", "7"]))
+    assert (shape.layers, shape.decode_tokens, shape.hidden) == (3, 7, model.QUICK_SHAPE.hidden)
+    assert bench.model_shape(bench.parse_args(["--device", "cpu"])) == model.DEFAULT_SHAPES["cpu"]
+
+
+@pytest.mark.parametrize("available", [True, False])
+def test_device_defaults_to_cuda_when_available(monkeypatch, available):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    assert bench.parse_args([]).device == ("cuda" if available else "cpu")
+
+
+def test_wrong_model_candidate_is_reported_not_timed(monkeypatch):
+    pytest.importorskip("transformers")
+    candidates = model.candidates
+
+    def with_a_wrong_one(eager, use_compile):
+        models = candidates(eager, use_compile)
+        with torch.no_grad():
+            models["patch"].model.norm.weight.mul_(1.5)
+        return models
+
+    monkeypatch.setattr(model, "candidates", with_a_wrong_one)
+    args = bench.parse_args(["--quick"])
+    rows = model.bench_model("llama", model.QUICK_SHAPE, torch.float32, "cpu", bench.Timer("cpu"), args)
+    wrong = [r for r in rows if r.candidate == "patch"]
+    assert len(wrong) == 3 and all(r.error.startswith("wrong result, not timed: loss") for r in wrong)
+    assert all(math.isnan(r.median_ms) for r in wrong)
+    assert all(not r.error and r.median_ms > 0 for r in rows if r.candidate != "patch")
+    assert "wrong result, not timed" in bench.render_tables(rows, {"device": "cpu"}, 10.0)
+
+
+def test_model_compile_candidates_wrap_eager_and_the_patched_copy():
+    pytest.importorskip("transformers")
+    eager = model.build("llama", model.QUICK_SHAPE, torch.float32, "cpu")
+    models = model.candidates(eager, use_compile=True)
+    assert list(models) == model.CANDIDATES + model.COMPILED
+    assert models["compile"]._orig_mod is eager and models["compile_fused_acts"]._orig_mod is eager
+    assert models["compile_patch"]._orig_mod is models["patch"]
+    ids = torch.randint(0, model.QUICK_SHAPE.vocab, (1, 8))
+    for name, fused in (("eager", False), ("patch", True), ("patch_recompute", True)):
+        with torch.profiler.profile() as prof:
+            models[name](ids)
+        assert any(e.name.startswith("fused_acts::") for e in prof.events()) == fused, name

@@ -66,7 +66,6 @@ struct Math<float> {
     return ::exp2f(f) * ::ldexpf(r, static_cast<int>(q));
 #endif
   }
-  static C10_HOST_DEVICE float round(float x) { return ::rintf(x); }
   template <typename scalar_t>
   static C10_HOST_DEVICE float round_to(float x) {
     return static_cast<float>(static_cast<scalar_t>(x));
