@@ -130,12 +130,16 @@ def run(args):
     cells = [(op, dtype, shape) for dtype in dtypes for op in ops for shape in shapes]
     for op, dtype, (r, c) in progress(cells, "ops"):
         rows += bench_op(op, r, c, dtype, device, modes, timer, copy_bps, args)
+    # The FFN blocks and the models are mostly matmul: they skip the dtypes this CPU has none for.
+    no_matmul = [d for d in dtypes if device == "cpu" and ffn.cpu_lacks_matmul(d)]
+    matmul_dtypes = [d for d in dtypes if d not in no_matmul]
+    no_matmul_note = (
+        ", ".join(str(d).removeprefix("torch.") for d in no_matmul) + " skipped (no oneDNN matmul on this CPU)"
+    )
     if not args.no_ffn:
-        skipped = [d for d in dtypes if device == "cpu" and ffn.cpu_lacks_matmul(d)]
-        if skipped:
-            names = ", ".join(str(d).removeprefix("torch.") for d in skipped)
-            info["ffn"] = f"{names} skipped (no oneDNN matmul on this CPU)"
-        for dtype in progress([d for d in dtypes if d not in skipped], "ffn"):
+        if no_matmul:
+            info["ffn"] = no_matmul_note
+        for dtype in progress(matmul_dtypes, "ffn"):
             for tokens, dim, hidden in ffn_shapes:
                 rows += ffn.bench_ffn(tokens, dim, hidden, dtype, device, timer, args)
     if not args.no_per_call:
@@ -149,7 +153,9 @@ def run(args):
         for op, fmt, dtype, (r, c) in progress(cells, "quantized"):
             rows += quantized.bench_quantized(op, r, c, fmt, dtype, device, timer, args)
     if not args.no_model:
-        rows += run_models(args, dtypes, timer, info)
+        if no_matmul:
+            info["model"] = no_matmul_note
+        rows += run_models(args, matmul_dtypes, timer, info)
     return rows, info, copy_bps / 1e9
 
 
@@ -171,7 +177,6 @@ def run_models(args, dtypes, timer, info):
         info["model"] = "skipped (pip install transformers)"
         return []
     shape = model_shape(args)
-    dtypes = [d for d in dtypes if not (args.device == "cpu" and ffn.cpu_lacks_matmul(d))]
     rows = []
     for dtype in progress(dtypes, "model"):
         for name in names:

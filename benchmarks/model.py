@@ -4,16 +4,13 @@ step (forward with the loss, backward), the bytes it keeps for backward and,
 on CUDA, its peak memory; a prefill; greedy decode with the KV cache, in
 tokens per second, and whether its tokens are eager's."""
 
-import copy
 import inspect
 import math
 from dataclasses import dataclass
 
 import torch
 
-import fused_acts
-
-from .ffn import peak_memory, saved_bytes
+from .ffn import patched, peak_memory, saved_bytes
 from .measure import Row, tolerances
 from .timing import interleaved_medians
 
@@ -39,9 +36,14 @@ class Shape:
     prompt: int
     decode_tokens: int
 
+    @property
+    def expert_intermediate(self):
+        """An MoE model's expert width: a quarter of the dense one, as Qwen3-30B-A3B's is."""
+        return self.intermediate // 4
+
     def describe(self, name):
         ffn = (
-            f"{self.experts} experts of {self.intermediate // 4}, top {self.experts_per_token}"
+            f"{self.experts} experts of {self.expert_intermediate}, top {self.experts_per_token}"
             if name != "llama"
             else f"intermediate {self.intermediate}"
         )
@@ -71,12 +73,11 @@ def config(name, s):
     )
     if name == "llama":
         return transformers.LlamaConfig(**common, intermediate_size=s.intermediate)
-    # The MoE models' experts are a quarter of the dense width each, as Qwen3-30B-A3B's are.
     if name == "qwen3_moe":
         return transformers.Qwen3MoeConfig(
             **common,
             intermediate_size=s.intermediate,
-            moe_intermediate_size=s.intermediate // 4,
+            moe_intermediate_size=s.expert_intermediate,
             num_experts=s.experts,
             num_experts_per_tok=s.experts_per_token,
             head_dim=s.hidden // s.heads,
@@ -84,7 +85,7 @@ def config(name, s):
     if name == "gpt_oss":
         return transformers.GptOssConfig(
             **common,
-            intermediate_size=s.intermediate // 4,
+            intermediate_size=s.expert_intermediate,
             num_local_experts=s.experts,
             num_experts_per_tok=s.experts_per_token,
             head_dim=s.hidden // s.heads,
@@ -99,12 +100,6 @@ def build(name, shape, dtype, device):
 
     torch.manual_seed(0)
     return transformers.AutoModelForCausalLM.from_config(config(name, shape)).to(device=device, dtype=dtype)
-
-
-def patched(eager, recompute=False):
-    model = copy.deepcopy(eager)
-    fused_acts.patch(model, recompute=recompute)
-    return model
 
 
 def candidates(eager, use_compile):
@@ -156,12 +151,13 @@ def first_difference(tokens, reference):
     return None if differs.numel() == 0 else int(differs[0])
 
 
-def loss_differs(model, eager, ids, dtype):
-    """None if model's training loss is eager's within the dtype's tolerance, else what differs."""
+def loss_problems(models, ids, dtype):
+    """candidate -> what differs, for each one whose training loss is not eager's within the dtype's tolerance."""
     rtol, _ = tolerances(dtype)
     with torch.no_grad():
-        loss, ref = (float(m(ids, labels=ids).loss) for m in (model, eager))
-    return None if math.isclose(loss, ref, rel_tol=rtol) else f"loss {loss:.6g}, eager's {ref:.6g}"
+        losses = {k: float(m(ids, labels=ids).loss) for k, m in models.items()}
+    ref = losses["eager"]
+    return {k: f"loss {v:.6g}, eager's {ref:.6g}" for k, v in losses.items() if not math.isclose(v, ref, rel_tol=rtol)}
 
 
 def bench_model(name, shape, dtype, device, timer, args):
@@ -172,8 +168,8 @@ def bench_model(name, shape, dtype, device, timer, args):
     train_ids = torch.randint(0, shape.vocab, (shape.batch, shape.seq), generator=gen).to(device)
     prefill_ids = train_ids[:1]
     prompt = train_ids[:1, : shape.prompt]
-    problems = {k: loss_differs(m, eager, train_ids, dtype) for k, m in models.items() if k != "eager"}
-    timed = {k: m for k, m in models.items() if not problems.get(k)}
+    problems = loss_problems(models, train_ids, dtype)
+    timed = {k: m for k, m in models.items() if k not in problems}
     cache = cache_argument(eager)
     reference = greedy(eager, prompt, shape.decode_tokens, cache)
     tokens = {k: greedy(m, prompt, shape.decode_tokens, cache) for k, m in timed.items()}
@@ -194,7 +190,7 @@ def bench_model(name, shape, dtype, device, timer, args):
         for measure, by in medians.items():
             row = Row("model", device, dtype_name, name, measure, sizes, numel[measure], k)
             rows.append(row)
-            if problems.get(k):
+            if k in problems:
                 row.error = f"wrong result, not timed: {problems[k]}"
                 continue
             row.median_ms = by[k] * 1e3
