@@ -9,7 +9,7 @@ import sys
 import torch
 
 from . import __doc__ as DESCRIPTION
-from . import ffn, model, per_call, quantized
+from . import ffn, model, monitor, per_call, quantized
 from .cases import MODES, OPS
 from .measure import bench_op
 from .report import machine_info, render_tables, write_results
@@ -64,6 +64,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--no-quantized", action="store_true", help=f"skip the quantized outputs (fused act+quant) of {quantized.OPS}"
     )
+    p.add_argument("--no-monitor", action="store_true", help=f"skip the activation monitor's cost on {monitor.OPS}")
     p.add_argument("--no-model", action="store_true", help="skip the whole models")
     p.add_argument("--models", default=",".join(model.MODELS), help=f"comma-separated from {model.MODELS}")
     p.add_argument(
@@ -152,6 +153,11 @@ def run(args):
         cells = [(o, f, d, s) for d in dtypes for o in quantized_ops for f in quantized.FORMATS for s in sizes]
         for op, fmt, dtype, (r, c) in progress(cells, "quantized"):
             rows += quantized.bench_quantized(op, r, c, fmt, dtype, device, timer, args)
+    if not args.no_monitor:
+        sizes = monitor.QUICK_SIZES if args.quick else monitor.SIZES
+        cells = [(o, d, s) for d in dtypes for o in monitor.OPS if o in ops for s in sizes]
+        for op, dtype, (r, c) in progress(cells, "monitor"):
+            rows += monitor.bench_monitor(op, r, c, dtype, device, timer, args)
     if not args.no_model:
         if no_matmul:
             info["model"] = no_matmul_note

@@ -14,6 +14,7 @@ import torch
 
 import fused_acts
 
+from . import monitor
 from .cases import MODES, OPS
 
 
@@ -103,6 +104,7 @@ def render_tables(rows, info, copy_gbps):
     lines += ffn_lines([r for r in rows if r.kind == "ffn"])
     lines += per_call_lines([r for r in rows if r.kind == "call"])
     lines += quantized_lines([r for r in rows if r.kind == "quant"])
+    lines += monitor.lines([r for r in rows if r.kind == "monitor"])
     return "\n".join(lines)
 
 

@@ -3,6 +3,8 @@
 // them for fake tensors, so torch.compile reports the same errors.
 #pragma once
 
+#include "monitor.h"
+
 #include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -128,6 +130,28 @@ inline void check_quantized(const char* op, const QuantSpec& spec, at::IntArrayR
                       ": a static scale is used as given, so scale_dtype must be float32, got float8_e8m0fnu");
     check_same_device(op, "scale", scale, x_name, x);
   }
+}
+
+// The shared memory a CUDA block's histogram takes stays small.
+constexpr int64_t kMaxHistogramBins = 4096;
+
+// A monitored op's accumulators (monitor.h), on x's device: stats float64
+// [kNumStats, channels], histogram float64 [bins] (0 bins: none), both
+// contiguous, the kernels adding to them in place.
+inline void check_monitor(const char* op, const at::Tensor& stats, const at::Tensor& histogram, int64_t channels,
+                          const char* x_name, const at::Tensor& x) {
+  TORCH_CHECK_TYPE(stats.scalar_type() == at::kDouble, op, ": stats must be float64, got ", dtype_name(stats));
+  TORCH_CHECK_VALUE(stats.dim() == 2 && stats.size(0) == kNumStats && stats.size(1) == channels, op,
+                    ": stats must have shape [", kNumStats, ", ", channels, "] (", kNumStats,
+                    " statistics per channel of the output), got ", shape_str(stats.sizes()));
+  TORCH_CHECK_VALUE(stats.is_contiguous(), op, ": stats must be contiguous");
+  TORCH_CHECK_TYPE(histogram.scalar_type() == at::kDouble, op, ": histogram must be float64, got ",
+                   dtype_name(histogram));
+  TORCH_CHECK_VALUE(histogram.dim() == 1 && histogram.size(0) <= kMaxHistogramBins && histogram.is_contiguous(), op,
+                    ": histogram must be a contiguous 1-D tensor of at most ", kMaxHistogramBins, " bins, got shape ",
+                    shape_str(histogram.sizes()));
+  check_same_device(op, "stats", stats, x_name, x);
+  check_same_device(op, "histogram", histogram, x_name, x);
 }
 
 }  // namespace fused_acts

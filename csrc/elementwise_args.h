@@ -97,4 +97,16 @@ ElementwiseArgs<NIn, NOut> make_elementwise_args(at::Tensor (&inputs)[NIn], cons
   return args;
 }
 
+// args seen as rows of `channels` columns, for the engines that reduce per
+// column: make_elementwise_args collapses dense operands into one row.
+template <int NIn, int NOut>
+ElementwiseArgs<NIn, NOut> per_channel(ElementwiseArgs<NIn, NOut> args, int64_t channels) {
+  if (args.rows != 1 || args.cols == channels) return args;
+  args.rows = args.cols / channels;
+  args.cols = channels;
+  for (int k = 0; k < NIn; ++k) args.in_row_stride[k] = channels * args.in_col_stride(k);
+  for (int k = 0; k < NOut; ++k) args.out_row_stride[k] = channels * args.out_col_stride(k);
+  return args;
+}
+
 }  // namespace fused_acts

@@ -5,6 +5,7 @@
 // to it. kInterleaved names the operands that pair up (elementwise_args.h)
 // when a packed gate and up are interleaved; kPairedOnly, that the functor
 // only ever runs on such pairs, so the engines compile nothing else for it.
+// A forward's kGate is the operand its activation reads (monitor.h's g).
 #pragma once
 
 #include "activations.h"
@@ -17,7 +18,7 @@ namespace fused_acts {
 
 template <typename Act, typename scalar_t>
 struct UnaryForward {
-  static constexpr int kIn = 1, kOut = 1;
+  static constexpr int kIn = 1, kOut = 1, kGate = 0;
   static constexpr Pairs kInterleaved{};
   static constexpr bool kPairedOnly = false;
   Act act;
@@ -59,7 +60,7 @@ struct Identity {
 // (activations.h): as it is but for GPT-OSS's clamp.
 template <typename Act, typename scalar_t>
 struct GatedForward {
-  static constexpr int kIn = 2, kOut = 1;
+  static constexpr int kIn = 2, kOut = 1, kGate = 0;
   static constexpr Pairs kInterleaved{0, -1};
   static constexpr bool kPairedOnly = false;
   Act act;
@@ -93,6 +94,7 @@ struct GatedBackward {
 template <typename Act, typename scalar_t>
 struct GatedForwardUpFirst : GatedForward<Act, scalar_t> {
   static constexpr bool kPairedOnly = true;
+  static constexpr int kGate = 1;
   // in: up, gate.
   template <typename T>
   C10_HOST_DEVICE void operator()(const T* in, T* out) const {

@@ -2,12 +2,14 @@
 // allocate outputs, describe operands, and hand one functor to the backend's
 // engine. Backend::launch<Kernel>(act, args, like) runs Kernel<Act, scalar_t>
 // over args on like's device, for like's dtype; Backend::quantize<Kernel>(act,
-// args, like, out_dtype, qa) runs one pass of a quantized output (quantize.h).
+// args, like, out_dtype, qa) runs one pass of a quantized output (quantize.h);
+// Backend::monitor<Kernel>(act, args, like, ma), a monitored forward (monitor.h).
 #pragma once
 
 #include "checks.h"
 #include "elementwise_args.h"
 #include "elementwise_functors.h"
+#include "monitor.h"
 #include "op_list.h"
 #include "quantize.h"
 
@@ -273,6 +275,65 @@ struct OpKernels {
     Tensor in[1] = {x};
     return quantized(in, Pairs{}, x.sizes(), x, spec, launcher<Identity>(NoAct{}, x, spec));
   }
+
+  // The monitored forwards: the plain forward's output, and its statistics
+  // added to stats and histogram (monitor.h). in, out: as the forward's
+  // engine reads them; channels: out's last dim.
+  template <template <typename, typename> class Kernel, typename Act, int NIn>
+  static void monitor_into(Act act, Tensor (&in)[NIn], const Tensor& out, Pairs pairs, const Tensor& like,
+                           const Tensor& stats, const Tensor& histogram) {
+    if (out.numel() == 0) return;
+    const int64_t channels = out.dim() == 0 ? 1 : out.size(-1);
+    const auto args = per_channel(make_elementwise_args<NIn, 1>(in, {out}, pairs), channels);
+    const MonitorArgs ma{stats.data_ptr<double>(), channels, saturation(act),
+                         histogram.numel() > 0 ? histogram.data_ptr<double>() : nullptr, histogram.numel()};
+    Backend::template monitor<Kernel>(act, args, like, ma);
+  }
+
+  template <typename Act>
+  static Tensor unary_monitored(const char* op, Act act, const Tensor& x, const Tensor& stats,
+                                const Tensor& histogram) {
+    check_floating(op, "x", x);
+    check_monitor(op, stats, histogram, x.dim() == 0 ? 1 : x.size(-1), "x", x);
+    Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+    Tensor in[1] = {x};
+    monitor_into<UnaryForward>(act, in, out, Pairs{}, x, stats, histogram);
+    return out;
+  }
+
+  // gate and up as gated_forward_into takes them.
+  template <typename Act>
+  static void gated_monitor_into(Act act, const Tensor& gate, const Tensor& up, const Tensor& out, const Tensor& stats,
+                                 const Tensor& histogram, bool interleaved = false, bool up_first = false) {
+    if (interleaved && up_first) {
+      Tensor in[2] = {up, gate};
+      return monitor_into<GatedForwardUpFirst>(act, in, out, GatedForwardUpFirst<Act, float>::kInterleaved, gate, stats,
+                                               histogram);
+    }
+    Tensor in[2] = {gate, up};
+    monitor_into<GatedForward>(act, in, out, pairs<GatedForward<Act, float>>(interleaved), gate, stats, histogram);
+  }
+
+  template <typename Act>
+  static Tensor gated_monitored(const char* op, Act act, const Tensor& gate, const Tensor& up, const Tensor& stats,
+                                const Tensor& histogram) {
+    check_same(op, "gate", gate, "up", up);
+    check_monitor(op, stats, histogram, gate.dim() == 0 ? 1 : gate.size(-1), "gate", gate);
+    Tensor out = at::empty_like(gate, at::MemoryFormat::Contiguous);
+    gated_monitor_into(act, gate, up, out, stats, histogram);
+    return out;
+  }
+
+  template <typename Act>
+  static Tensor gated_packed_monitored(const char* op, Act act, const Tensor& x, bool interleaved, bool up_first,
+                                       const Tensor& stats, const Tensor& histogram) {
+    check_packed(op, x, interleaved, up_first);
+    check_monitor(op, stats, histogram, x.size(-1) / 2, "x", x);
+    auto [gate, up] = engine_halves(x, interleaved, up_first);
+    Tensor out = at::empty(gate.sizes(), x.options());
+    gated_monitor_into(act, gate, up, out, stats, histogram, interleaved, up_first);
+    return out;
+  }
 };
 
 // The kernels of one op of op_list.h, as functions of its schema's
@@ -301,10 +362,15 @@ struct OpFamily<Backend, Op, Unary, std::tuple<P...>> {
     return Op::Select::with_act(
         Op::kName, [&](auto act) { return K::unary_quantized(Op::kName, act, x, spec); }, params...);
   }
+  static Tensor monitored(const Tensor& x, P... params, const Tensor& stats, const Tensor& histogram) {
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::unary_monitored(Op::kName, act, x, stats, histogram); }, params...);
+  }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
     m.impl(Op::kQuantized, TORCH_FN(quantized));
+    m.impl(Op::kMonitored, TORCH_FN(monitored));
   }
 };
 
@@ -356,11 +422,25 @@ struct OpFamily<Backend, Op, Gated, std::tuple<P...>> {
         Op::kName, [&](auto act) { return K::gated_packed_quantized(Op::kName, act, x, interleaved, up_first, spec); },
         params...);
   }
+  static Tensor monitored(const Tensor& gate, const Tensor& up, P... params, const Tensor& stats,
+                          const Tensor& histogram) {
+    return Op::Select::with_act(
+        Op::kName, [&](auto act) { return K::gated_monitored(Op::kName, act, gate, up, stats, histogram); }, params...);
+  }
+  static Tensor packed_monitored(const Tensor& x, P... params, bool interleaved, bool up_first, const Tensor& stats,
+                                 const Tensor& histogram) {
+    return Op::Select::with_act(
+        Op::kName,
+        [&](auto act) { return K::gated_packed_monitored(Op::kName, act, x, interleaved, up_first, stats, histogram); },
+        params...);
+  }
   static void register_into(torch::Library& m) {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
     m.impl(Op::kQuantized, TORCH_FN(quantized));
     m.impl(Op::kPackedQuantized, TORCH_FN(packed_quantized));
+    m.impl(Op::kMonitored, TORCH_FN(monitored));
+    m.impl(Op::kPackedMonitored, TORCH_FN(packed_monitored));
     m.impl(Op::kPacked, TORCH_FN(packed_forward));
     m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
     m.impl(Op::kPackedBackwardInPlace, TORCH_FN(packed_backward_inplace));

@@ -16,6 +16,9 @@
 //          name_packed_quantized (Gated), the same for the packed forward
 //          with <format> schemas.cpp's kQuantizedSchema; quantize(Tensor x, <format>) is
 //          the same for a tensor's own values
+//   and the forward monitored (monitor.h):
+//          name_monitored(<its forward's arguments>, *, Tensor(a!) stats, Tensor(b!) histogram) -> Tensor
+//          name_packed_monitored (Gated), the same for the packed forward
 // Select says what <params> are and picks the activation (activations.h)
 // from their values. schemas.cpp defines the schemas from this list,
 // op_kernels.h registers every backend's kernels from it, and fused_acts/
@@ -115,6 +118,8 @@ struct ClampedSwishParams {
     static constexpr const char* kPackedBackwardInPlace = #name "_packed_backward_"; \
     static constexpr const char* kQuantized = #name "_quantized";                    \
     static constexpr const char* kPackedQuantized = #name "_packed_quantized";       \
+    static constexpr const char* kMonitored = #name "_monitored";                    \
+    static constexpr const char* kPackedMonitored = #name "_packed_monitored";       \
   };
 FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_OP_TYPE)
 #undef FUSED_ACTS_OP_TYPE

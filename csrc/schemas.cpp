@@ -17,6 +17,9 @@ constexpr const char* kQuantizedSchema =
     ", *, ScalarType out_dtype, int group_size=0, bool per_tensor=False, ScalarType? scale_dtype=None, "
     "Tensor? scale=None) -> (Tensor, Tensor)";
 
+// A monitored forward's accumulators, which its kernel adds to (monitor.h).
+constexpr const char* kMonitoredSchema = ", *, Tensor(a!) stats, Tensor(b!) histogram) -> Tensor";
+
 void define(torch::Library& m, const std::string& schema) { m.def(schema.c_str()); }
 
 template <typename Op>
@@ -25,6 +28,7 @@ void define_schemas(torch::Library& m, Op, Unary) {
   define(m, name + "(Tensor x" + params + ") -> Tensor");
   define(m, name + "_backward(Tensor grad, Tensor x" + params + ") -> Tensor");
   define(m, name + "_quantized(Tensor x" + params + kQuantizedSchema);
+  define(m, name + "_monitored(Tensor x" + params + kMonitoredSchema);
 }
 
 template <typename Op>
@@ -38,6 +42,8 @@ void define_schemas(torch::Library& m, Op, Gated) {
   define(m, name + "_packed_backward_(Tensor grad, Tensor(a!) x" + packed_params + ") -> ()");
   define(m, name + "_quantized(Tensor gate, Tensor up" + params + kQuantizedSchema);
   define(m, name + "_packed_quantized(Tensor x" + packed_params + kQuantizedSchema);
+  define(m, name + "_monitored(Tensor gate, Tensor up" + params + kMonitoredSchema);
+  define(m, name + "_packed_monitored(Tensor x" + packed_params + kMonitoredSchema);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 from . import nn
 from ._compile import compile_backend
+from ._monitor import Monitor, SiteStats, monitor
 from .integrations import patch, unpatch
 from .ops import (
     Quantized,
@@ -35,5 +36,8 @@ __all__ = [
     "patch",
     "unpatch",
     "compile_backend",
+    "monitor",
+    "Monitor",
+    "SiteStats",
 ]
 __version__ = "0.1.0"

@@ -133,8 +133,35 @@ def check_quantized(op, by_name, sizes, x_name):
             )
 
 
-def quantized_sizes(op, by_name):
-    """The shape of a quantized op's output, before quantization."""
+NUM_STATS = 6  # csrc/monitor.h's MonitorStat
+MAX_HISTOGRAM_BINS = 4096
+
+
+def check_monitor(op, stats, histogram, channels, x_name, x):
+    """A monitored op's accumulators (csrc/checks.h's check_monitor)."""
+    if stats.dtype != torch.float64:
+        raise TypeError(f"{op}: stats must be float64, got {_dtype_name(stats)}")
+    if stats.shape != (NUM_STATS, channels):
+        raise ValueError(
+            f"{op}: stats must have shape [{NUM_STATS}, {channels}] ({NUM_STATS} statistics per channel of the "
+            f"output), got {list(stats.shape)}"
+        )
+    if not stats.is_contiguous():
+        raise ValueError(f"{op}: stats must be contiguous")
+    if histogram.dtype != torch.float64:
+        raise TypeError(f"{op}: histogram must be float64, got {_dtype_name(histogram)}")
+    if histogram.dim() != 1 or histogram.shape[0] > MAX_HISTOGRAM_BINS or not histogram.is_contiguous():
+        raise ValueError(
+            f"{op}: histogram must be a contiguous 1-D tensor of at most {MAX_HISTOGRAM_BINS} bins, "
+            f"got shape {list(histogram.shape)}"
+        )
+    for name, t in (("stats", stats), ("histogram", histogram)):
+        if t.device != x.device:
+            raise RuntimeError(f"{op}: {name} and {x_name} must be on the same device, got {t.device} and {x.device}")
+
+
+def forward_sizes(op, by_name):
+    """The shape of a quantized (or monitored) op's output, before quantization."""
     x = by_name[op.tensors[0]]
     return (*x.shape[:-1], x.shape[-1] // 2) if op.kind == "packed" else tuple(x.shape)
 
@@ -186,6 +213,10 @@ def check_call(op, by_name):
             check_same(name, "grad", by_name["grad"], "gate", gate)
         if op.inplace:
             check_writable(name, by_name["grad"], by_name["x"])
+    x_name = "gate" if op.kind == "gated" else "x"
     if op.quantized:
-        x_name = "gate" if op.kind == "gated" else "x"
-        check_quantized(name, by_name, quantized_sizes(op, by_name), x_name)
+        check_quantized(name, by_name, forward_sizes(op, by_name), x_name)
+    if op.monitored:
+        sizes = forward_sizes(op, by_name)
+        channels = sizes[-1] if sizes else 1
+        check_monitor(name, by_name["stats"], by_name["histogram"], channels, x_name, by_name[x_name])

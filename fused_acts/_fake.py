@@ -4,13 +4,13 @@ contiguous, as the kernels allocate them."""
 
 import torch
 
-from ._checks import check_call, quantized_sizes, scale_sizes
+from ._checks import check_call, forward_sizes, scale_sizes
 from ._op_list import OPS
 
 
 def _empty_quantized(op, args):
     x = args[op.tensors[0]]
-    sizes = quantized_sizes(op, args)
+    sizes = forward_sizes(op, args)
     scale_dtype = torch.float8_e8m0fnu if args["scale_dtype"] == torch.float8_e8m0fnu else torch.float32
     return [x.new_empty(sizes, dtype=args["out_dtype"]), x.new_empty(scale_sizes(args, sizes), dtype=scale_dtype)]
 

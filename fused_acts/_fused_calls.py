@@ -15,6 +15,7 @@ A packed x is split as the code did, described by `halves`:
 import torch
 import torch.nn.functional as F
 
+from . import _monitoring
 from ._activations import ACTIVATIONS
 from ._checks import FLOATING
 from ._recompute import can_recompute, gated, gated_down, packed_gated_down
@@ -97,7 +98,10 @@ def _eager_packed(act, x, halves, up_first, eager_module):
 def unary(act, x):
     """act(x), as the fused unary op where x allows it."""
     if _runs_fused(x):
-        return getattr(_OPS, ACTIVATIONS[act.name].unary)(x, *act.params)
+        name, args = ACTIVATIONS[act.name].unary, (x, *act.params)
+        if _monitoring.site is not None:
+            return _monitoring.site.call(name, args)
+        return getattr(_OPS, name)(*args)
     return _eager_act(act, None)(x)
 
 

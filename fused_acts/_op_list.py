@@ -27,12 +27,13 @@ class OpInfo:
     @property
     def family(self):
         """The op list entry this op belongs to: "geglu" for geglu_packed_backward."""
-        return self.name.removesuffix("_").removesuffix("_quantized").removesuffix("_backward").removesuffix("_packed")
+        name = self.name.removesuffix("_").removesuffix("_quantized").removesuffix("_monitored")
+        return name.removesuffix("_backward").removesuffix("_packed")
 
     @property
     def check_name(self):
         """The name its error messages start with: a packed op's is its unpacked twin's."""
-        return self.name.replace("_packed", "").removesuffix("_quantized").removesuffix("_")
+        return self.name.replace("_packed", "").removesuffix("_quantized").removesuffix("_monitored").removesuffix("_")
 
     @property
     def backward(self):
@@ -43,6 +44,12 @@ class OpInfo:
         """Whether it returns its forward's output quantized, with its scales
         (name_quantized, name_packed_quantized, and quantize itself)."""
         return self.name.endswith("_quantized") or self.name == "quantize"
+
+    @property
+    def monitored(self):
+        """Whether it is a forward that also adds its output's statistics to
+        its stats and histogram (name_monitored, name_packed_monitored)."""
+        return self.name.endswith("_monitored")
 
     @property
     def inplace(self):
@@ -94,5 +101,5 @@ def _registered_names():
 OPS = {name: OpInfo(name) for name in _registered_names()}
 """Every op, by name: forward and backward, separate and packed."""
 
-FORWARD_OPS = [op for op in OPS.values() if not op.backward and not op.quantized]
+FORWARD_OPS = [op for op in OPS.values() if not op.backward and not op.quantized and not op.monitored]
 """The activations' forward ops, separate and packed."""

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _monitoring
+
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _OPS = torch.ops.fused_acts
 
@@ -28,8 +30,12 @@ _OPS = torch.ops.fused_acts
 def gated(op, gate, up=None):
     """act(gate) * up as one fused op, a GatedOp (up=None: gate is packed as op says)."""
     if up is None:
-        return getattr(_OPS, f"{op.family}_packed")(gate, *op.params, op.interleaved, op.up_first)
-    return getattr(_OPS, op.family)(gate, up, *op.params)
+        name, args = f"{op.family}_packed", (gate, *op.params, op.interleaved, op.up_first)
+    else:
+        name, args = op.family, (gate, up, *op.params)
+    if _monitoring.site is not None:
+        return _monitoring.site.call(name, args)
+    return getattr(_OPS, name)(*args)
 
 
 def _gated_backward(op, grad, gate, up):

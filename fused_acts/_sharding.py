@@ -34,6 +34,7 @@ if torch.distributed.is_available():
 
     for _op in OPS.values():
         # The in-place op: recompute calls it on plain tensors only. The
-        # quantized: a per-tensor or per-row scale spans shards.
-        if not _op.inplace and not _op.quantized:
+        # quantized: a per-tensor or per-row scale spans shards. The
+        # monitored: their statistics are a plain tensor's.
+        if not _op.inplace and not _op.quantized and not _op.monitored:
             _register(_op, register_sharding, Replicate, Shard)

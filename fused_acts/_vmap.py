@@ -39,5 +39,6 @@ for _op in OPS.values():
     # The in-place op: only recompute's backward calls it, on its own tensor.
     # The quantized: a per-tensor scale spans the batch, so vmap's per-sample
     # fallback is what a batched call means.
-    if not _op.inplace and not _op.quantized:
+    # The monitored: their statistics span the batch.
+    if not _op.inplace and not _op.quantized and not _op.monitored:
         _register(_op)

@@ -311,7 +311,7 @@ def _patch_module(module, recompute):
     """Patch one module's own computation; returns its counts (empty where
     there is nothing to fuse, or it is patched already: then only recompute
     is updated)."""
-    if "_fused_acts_base" in type(module).__dict__:
+    if is_patched(module):
         module._fused_acts_recompute = recompute
         return {}
     found = _patch_forward(module) or _patch_experts_gate(module)
@@ -341,6 +341,15 @@ def patch(model: nn.Module, recompute: bool = False) -> dict:
     counts = Counter()
     for module in model.modules():
         counts.update(_patch_module(module, recompute))
+    for _, _, fused in _swap_activations(model):
+        counts[type(fused).__name__] += 1
+    return dict(counts)
+
+
+def _swap_activations(model):
+    """Replace each activation module that has a fused twin by it; returns
+    the swaps, as (parent, name, fused module)."""
+    swaps = []
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if getattr(child, _ORIGINAL, None) is not None:
@@ -352,20 +361,47 @@ def patch(model: nn.Module, recompute: bool = False) -> dict:
             fused.train(child.training)
             object.__setattr__(fused, _ORIGINAL, child)
             setattr(parent, child_name, fused)
-            counts[type(fused).__name__] += 1
-    return dict(counts)
+            swaps.append((parent, child_name, fused))
+    return swaps
+
+
+def is_patched(module):
+    """Whether patch() fused module's own computation."""
+    return "_fused_acts_base" in type(module).__dict__
+
+
+def patch_unpatched(model):
+    """patch(model) for what is not patched yet, leaving patched modules as
+    they are (their recompute too); returns what restore_patched() undoes."""
+    modules = [m for m in model.modules() if not is_patched(m) and _patch_module(m, recompute=False)]
+    return modules, _swap_activations(model)
+
+
+def restore_patched(patched):
+    """Undo what patch_unpatched() did."""
+    modules, swaps = patched
+    for module in modules:
+        _unpatch_module(module)
+    for parent, child_name, fused in swaps:
+        if getattr(parent, child_name, None) is fused:
+            setattr(parent, child_name, getattr(fused, _ORIGINAL))
+
+
+def _unpatch_module(module):
+    """Restore a patched module's own class; returns its counts."""
+    counts = module._fused_acts_counts
+    module.__class__ = type(module)._fused_acts_base
+    for attr in [name for name in vars(module) if name.startswith("_fused_acts_")]:
+        delattr(module, attr)
+    return counts
 
 
 def unpatch(model: nn.Module) -> dict:
     """Restore everything patch() replaced, in place. Returns the counts restored."""
     counts = Counter()
     for parent in list(model.modules()):
-        base = type(parent).__dict__.get("_fused_acts_base")
-        if base is not None:
-            counts.update(parent._fused_acts_counts)
-            parent.__class__ = base
-            for attr in [name for name in vars(parent) if name.startswith("_fused_acts_")]:
-                delattr(parent, attr)
+        if is_patched(parent):
+            counts.update(_unpatch_module(parent))
         for child_name, child in list(parent.named_children()):
             original = getattr(child, _ORIGINAL, None)
             if original is not None:

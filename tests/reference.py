@@ -261,3 +261,67 @@ def ref_quantize(h, out_dtype, granularity=None, scale=None, scale_dtype=torch.f
     else:
         scale_shape = (*h.shape[:-1], 1 if granularity in (None, "row") else cols // group)
     return q, s.to(scale_dtype).reshape(scale_shape)
+
+
+# Each monitored activation's saturation interval as docs/design.md
+# tabulates it: g is saturated where g <= lo or g > hi. Keyed by op family
+# and params; swish's and clamped SwiGLU's follow from their params.
+INF = float("inf")
+SILU_TAIL = -9.0
+
+
+def _f32(value):
+    return torch.tensor(value, dtype=torch.float64).float().item()
+
+
+def _swish_tail(beta):
+    if beta > 0:
+        return _f32(SILU_TAIL / beta), INF
+    if beta < 0:
+        return -INF, _f32(SILU_TAIL / beta)
+    return -INF, INF
+
+
+def saturation(family, params=()):
+    if family in ("silu", "swiglu", "mish"):
+        return SILU_TAIL, INF
+    if family in ("gelu", "geglu"):
+        return -4.0, INF
+    if family in ("relu_squared", "reglu"):
+        return 0.0, INF
+    if family == "glu":
+        return -7.0, 7.0
+    if family == "swish":
+        return _swish_tail(params[0])
+    if family == "clamped_swiglu":
+        lo, hi = _swish_tail(params[0])
+        return lo, min(hi, _f32(params[1]))
+    raise ValueError(family)
+
+
+HISTOGRAM_RANGE = 8.0
+
+
+def ref_monitor(gate, h, family, params=(), bins=0):
+    """A monitored forward's statistics (csrc/monitor.h) of one call, in plain
+    torch: [6, C] float64 (rows, active, saturated, amax, sum, sumsq) and the
+    gate's histogram. g and h in their opmath dtype, as the kernels see them."""
+    opmath = torch.float64 if h.dtype == torch.float64 else torch.float32
+    channels = h.shape[-1] if h.dim() else 1
+    g = gate.to(opmath).reshape(-1, channels)
+    v = h.to(opmath).reshape(-1, channels)
+    lo, hi = saturation(family, params)
+    stats = torch.zeros(6, channels, dtype=torch.float64)
+    stats[0] = g.shape[0]
+    stats[1] = (g > 0).sum(0)
+    stats[2] = ((g <= lo) | (g > hi)).sum(0)
+    if g.shape[0]:
+        stats[3] = v.abs().amax(0).double()
+    stats[4] = v.double().sum(0)
+    stats[5] = (v.double() ** 2).sum(0)
+    g = g.flatten()
+    g = g[~g.isnan()]
+    position = (g + HISTOGRAM_RANGE) * (bins / (2 * HISTOGRAM_RANGE))
+    index = position.floor().clamp(0, max(bins - 1, 0)).long()
+    histogram = torch.bincount(index, minlength=bins).double()[:bins]
+    return stats, histogram

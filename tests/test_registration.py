@@ -29,12 +29,11 @@ PARAM_VALUES = {
 }
 
 
-def sample_calls(inplace=True, quantized=True):
-    """(id, op, params) for each op (but the in-place ones, unless inplace,
-    and the quantized ones, unless quantized) and each combination of its
-    params' values."""
+def sample_calls(inplace=True, quantized=True, monitored=True):
+    """(id, op, params) for each op (but the in-place, quantized and monitored
+    ones, unless asked for) and each combination of its params' values."""
     for op in OPS.values():
-        if (op.inplace and not inplace) or (op.quantized and not quantized):
+        if (op.inplace and not inplace) or (op.quantized and not quantized) or (op.monitored and not monitored):
             continue
         for params in itertools.product(*(PARAM_VALUES[p] for p in op.params)):
             yield pytest.param(op, params, id="-".join([op.name, *map(str, params)]))
@@ -45,13 +44,28 @@ def sample_args(op, params, device):
     params (positional; see sample_kwargs for the keyword-only ones)."""
     full, half = (4, 6), (4, 3)
     shapes = {"x": full, "gate": full, "up": full, "grad": half if op.kind == "packed" else full}
-    positional = params[: len(params) - len(op.kwarg_only)]
-    return (*(torch.randn(shapes[name], device=device) for name in op.tensors), *positional)
+    positional = params[: len(params) - len(keyword_params(op))]
+    return (*(torch.randn(shapes[name], device=device) for name in op.tensors if name in shapes), *positional)
 
 
-def sample_kwargs(op, params):
-    """The keyword-only arguments among params (they come last)."""
-    return dict(zip(op.kwarg_only, params[len(params) - len(op.kwarg_only) :]))
+def keyword_params(op):
+    """Its keyword-only params (a quantized op's format), which come last."""
+    return [name for name in op.kwarg_only if name in op.params]
+
+
+def sample_accumulators(op, device):
+    """A monitored op's stats and histogram (keyword-only), for its output's channels."""
+    channels = 3 if op.kind == "packed" else 6
+    stats = torch.zeros(6, channels, dtype=torch.float64, device=device)
+    return {"stats": stats, "histogram": torch.zeros(8, dtype=torch.float64, device=device)}
+
+
+def sample_kwargs(op, params, device="cpu"):
+    """The keyword-only arguments among params (they come last), and a monitored op's accumulators."""
+    if op.monitored:
+        return sample_accumulators(op, device)
+    keyword = keyword_params(op)
+    return dict(zip(keyword, params[len(params) - len(keyword) :]))
 
 
 def test_every_op_family_is_tested():
@@ -90,7 +104,7 @@ def test_opcheck(op, params, device):
     args = sample_args(op, params, device)
     if not op.inplace and not op.quantized:
         args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
-    torch.library.opcheck(op.overload, args, sample_kwargs(op, params))
+    torch.library.opcheck(op.overload, args, sample_kwargs(op, params, device))
 
 
 @pytest.mark.parametrize("op", [op for op in OPS.values() if op.inplace], ids=lambda op: op.name)
@@ -115,7 +129,7 @@ def vmap_fallback_disabled():
     torch._C._functorch._set_vmap_fallback_enabled(True)
 
 
-@pytest.mark.parametrize("op, params", sample_calls(inplace=False, quantized=False))
+@pytest.mark.parametrize("op, params", sample_calls(inplace=False, quantized=False, monitored=False))
 def test_vmap_batches_every_op(op, params, device, vmap_fallback_disabled):
     """Each op's batching rule gives what a loop over the samples gives. The
     first tensor is batched along its dim 1, the others along dim 0, and the

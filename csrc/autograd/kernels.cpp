@@ -123,6 +123,42 @@ template <typename Name, typename... Forward>
 using QuantizedWithoutGrad = WithoutGrad<Name, Forward..., at::ScalarType, int64_t, bool, std::optional<at::ScalarType>,
                                          const std::optional<Tensor>&>;
 
+// A monitored forward (op_list.h) records Plain's autograd: the same saved
+// inputs (Plain::save_inputs) and the same backward. stats and histogram,
+// which its kernel adds to, are not differentiable; their versions are
+// bumped, as an ATen in-place op bumps its output's.
+inline bool any_tensor_requires_grad(const Tensor& t) { return any_requires_grad({t}); }
+template <typename T>
+bool any_tensor_requires_grad(const T&) {
+  return false;
+}
+
+template <typename Plain, typename... Args>
+struct Monitored : torch::autograd::Function<Monitored<Plain, Args...>> {
+  static Tensor forward(AutogradContext* ctx, Args... args, const Tensor& stats, const Tensor& histogram) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    Plain::save_inputs(ctx, args...);
+    return Plain::monitored_op().call(args..., stats, histogram);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list input_grads = Plain::backward(ctx, std::move(grads));
+    input_grads.resize(input_grads.size() + 2);
+    return input_grads;
+  }
+  static Tensor call(Args... args, const Tensor& stats, const Tensor& histogram) {
+    Tensor out;
+    if (at::GradMode::is_enabled() && (any_tensor_requires_grad(args) || ...)) {
+      out = Monitored::apply(args..., stats, histogram);
+    } else {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      out = Plain::monitored_op().call(args..., stats, histogram);
+    }
+    torch::autograd::increment_version(stats);
+    torch::autograd::increment_version(histogram);
+    return out;
+  }
+};
+
 template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
 struct Autograd;
 
@@ -140,9 +176,14 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
   }
 
   struct Forward : torch::autograd::Function<Forward> {
+    static void save_inputs(AutogradContext* ctx, const Tensor& x, P... params) { F::save(ctx, {x}, params...); }
+    static const auto& monitored_op() {
+      static const auto op = op_handle<Tensor(const Tensor&, P..., const Tensor&, const Tensor&)>(Op::kMonitored);
+      return op;
+    }
     static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      F::save(ctx, {x}, params...);
+      save_inputs(ctx, x, params...);
       return forward_op().call(x, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -187,6 +228,7 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
     m.impl(Op::kName, TORCH_FN(forward));
     m.impl(Op::kBackward, TORCH_FN(backward));
     m.impl(Op::kQuantized, TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op>, const Tensor&, P...>::call)));
+    m.impl(Op::kMonitored, TORCH_FN((Monitored<Forward, const Tensor&, P...>::call)));
   }
 };
 
@@ -263,9 +305,17 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   }
 
   struct Forward : torch::autograd::Function<Forward> {
+    static void save_inputs(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
+      F::save(ctx, {gate, up}, params...);
+    }
+    static const auto& monitored_op() {
+      static const auto op =
+          op_handle<Tensor(const Tensor&, const Tensor&, P..., const Tensor&, const Tensor&)>(Op::kMonitored);
+      return op;
+    }
     static Tensor forward(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      F::save(ctx, {gate, up}, params...);
+      save_inputs(ctx, gate, up, params...);
       return forward_op().call(gate, up, params...);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -280,10 +330,18 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   };
 
   struct PackedForward : torch::autograd::Function<PackedForward> {
-    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
-      at::AutoDispatchBelowADInplaceOrView guard;
+    static void save_inputs(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
       F::save(ctx, {x}, params...);
       save_layout(ctx, interleaved, up_first);
+    }
+    static const auto& monitored_op() {
+      static const auto op =
+          op_handle<Tensor(const Tensor&, P..., bool, bool, const Tensor&, const Tensor&)>(Op::kPackedMonitored);
+      return op;
+    }
+    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      save_inputs(ctx, x, params..., interleaved, up_first);
       return packed_forward_op().call(x, params..., interleaved, up_first);
     }
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -389,6 +447,8 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
            TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op>, const Tensor&, const Tensor&, P...>::call)));
     m.impl(Op::kPackedQuantized,
            TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op, true>, const Tensor&, P..., bool, bool>::call)));
+    m.impl(Op::kMonitored, TORCH_FN((Monitored<Forward, const Tensor&, const Tensor&, P...>::call)));
+    m.impl(Op::kPackedMonitored, TORCH_FN((Monitored<PackedForward, const Tensor&, P..., bool, bool>::call)));
   }
 };
 

@@ -2,6 +2,7 @@
 // fused_acts loads the build that matches torch's own CPU capability.
 #include "../op_kernels.h"
 #include "elementwise.h"
+#include "monitor.h"
 #include "quantize.h"
 
 #include <ATen/Dispatch.h>
@@ -19,6 +20,11 @@ struct CpuBackend {
                        const QuantizeArgs& qa) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
                                     [&] { cpu::quantize<scalar_t>(args, Kernel<Act, scalar_t>{act}, out_dtype, qa); });
+  }
+  template <template <typename, typename> class Kernel, typename Act, int NIn>
+  static void monitor(Act act, const ElementwiseArgs<NIn, 1>& args, const at::Tensor& like, const MonitorArgs& ma) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
+                                    [&] { cpu::monitor<scalar_t>(args, Kernel<Act, scalar_t>{act}, ma); });
   }
 };
 

@@ -8,6 +8,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -108,6 +109,18 @@ inline void nontemporal_fence() {
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
   _mm_sfence();
 #endif
+}
+
+// n elements from `from` to `to`, whole aligned vectors bypassing the
+// cache (the rest cached); nontemporal_fence() after the last.
+template <typename scalar_t>
+inline void copy_nontemporal(const scalar_t* from, scalar_t* to, int64_t n) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t i = 0;
+  if (reinterpret_cast<uintptr_t>(to) % sizeof(Vec) == 0) {
+    for (; i + Vec::size() <= n; i += Vec::size()) store_nontemporal(Vec::loadu(from + i), to + i);
+  }
+  std::copy(from + i, from + n, to + i);
 }
 
 }  // namespace fused_acts::cpu

@@ -2,6 +2,7 @@
 // the CUDA engine on the current stream of the operands' device.
 #include "../op_kernels.h"
 #include "elementwise.cuh"
+#include "monitor.cuh"
 #include "quantize.cuh"
 
 #include <ATen/Dispatch.h>
@@ -21,6 +22,12 @@ struct CudaBackend {
     const c10::cuda::CUDAGuard device_guard(like.device());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
                                     [&] { cuda::quantize<scalar_t>(args, Kernel<Act, scalar_t>{act}, out_dtype, qa); });
+  }
+  template <template <typename, typename> class Kernel, typename Act, int NIn>
+  static void monitor(Act act, const ElementwiseArgs<NIn, 1>& args, const at::Tensor& like, const MonitorArgs& ma) {
+    const c10::cuda::CUDAGuard device_guard(like.device());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, like.scalar_type(), "fused_acts",
+                                    [&] { cuda::monitor<scalar_t>(args, Kernel<Act, scalar_t>{act}, ma); });
   }
 };
 
