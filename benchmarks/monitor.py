@@ -16,9 +16,7 @@ import fused_acts
 
 from . import cases
 from .measure import Row
-from .per_call import CALLS_PER_SAMPLE
-from .quantized import MANY_CALLS_BELOW
-from .timing import interleaved_medians
+from .quantized import per_call_medians
 
 SIZES = [(1, 4096), (32, 14336), (1024, 4096)]  # the last: 2^22 elements
 QUICK_SIZES = [(1, 256), (8, 512)]
@@ -60,21 +58,9 @@ def bench_monitor(op, rows, cols, dtype, device, timer, args):
     fused_acts.patch(fused)
     fused_acts.patch(monitored)
     modules = {"fused": fused, "monitored": monitored, "eager": eager, "eager_hooks": add_tutorial_hooks(hooked)}
-    calls = CALLS_PER_SAMPLE if rows * cols < MANY_CALLS_BELOW else 1
-
-    def repeated(module):
-        def run():
-            for _ in range(calls):
-                module(*inputs)
-
-        return run
-
     with torch.inference_mode(), fused_acts.monitor(monitored) as mon:
         problem = None if torch.equal(monitored(*inputs), fused(*inputs)) else "monitored output differs from fused"
-        medians = {}
-        if not problem:
-            repeats = {name: repeated(m) for name, m in modules.items()}
-            medians = interleaved_medians(repeats, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
+        medians = {} if problem else per_call_medians(modules, inputs, rows * cols, timer, args)
     seen_rows = sum(s.rows for s in mon.stats.values())
     out_rows = []
     for name in CANDIDATES:
@@ -83,7 +69,7 @@ def bench_monitor(op, rows, cols, dtype, device, timer, args):
         if problem:
             row.error = f"wrong result, not timed: {problem}"
             continue
-        row.median_ms = medians[name] / calls * 1e3
+        row.median_ms = medians[name] * 1e3
         row.speedup_vs_eager = medians["eager"] / medians[name]
         row.extra = {
             "vs_fused": medians[name] / medians["fused"],

@@ -61,6 +61,24 @@ def differs_from_definition(fused, inputs, kwargs):
     return None
 
 
+def per_call_medians(fns, inputs, numel, timer, args):
+    """Median seconds per call of each fn on inputs, the fns taking turns;
+    for an output of fewer than MANY_CALLS_BELOW elements (numel) a sample
+    is several calls."""
+    calls = CALLS_PER_SAMPLE if numel < MANY_CALLS_BELOW else 1
+
+    def repeated(fn):
+        def run():
+            for _ in range(calls):
+                fn(*inputs)
+
+        return run
+
+    repeats = {name: repeated(fn) for name, fn in fns.items()}
+    medians = interleaved_medians(repeats, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
+    return {name: seconds / calls for name, seconds in medians.items()}
+
+
 def bench_quantized(op, rows, cols, fmt, dtype, device, timer, args):
     """Rows for one op, format and shape: fused, unfused eager and its compile."""
     inputs = cases.make_inputs(op, rows, cols, dtype, device)
@@ -70,21 +88,9 @@ def bench_quantized(op, rows, cols, fmt, dtype, device, timer, args):
     if not args.no_compile:
         torch._dynamo.reset()
         fns["compile"] = torch.compile(unfused(op, fmt), dynamic=False)
-    calls = CALLS_PER_SAMPLE if rows * cols < MANY_CALLS_BELOW else 1
-
-    def repeated(fn):
-        def run():
-            for _ in range(calls):
-                fn(*inputs)
-
-        return run
-
     with torch.inference_mode():
         problem = differs_from_definition(fused, inputs, kwargs)
-        medians = {}
-        if not problem:
-            repeats = {name: repeated(fn) for name, fn in fns.items()}
-            medians = interleaved_medians(repeats, timer, args.warmup, args.min_reps, args.max_reps, args.budget)[0]
+        medians = {} if problem else per_call_medians(fns, inputs, rows * cols, timer, args)
     out_rows = []
     for name in fns:
         row = Row("quant", device, str(dtype).removeprefix("torch."), op, fmt, [rows, cols], rows * cols, name)
@@ -92,7 +98,7 @@ def bench_quantized(op, rows, cols, fmt, dtype, device, timer, args):
         if problem:
             row.error = f"wrong result, not timed: {problem}"
             continue
-        row.median_ms = medians[name] / calls * 1e3
+        row.median_ms = medians[name] * 1e3
         row.speedup_vs_eager = medians["eager"] / medians[name]
         row.speedup_vs_compile = medians["compile"] / medians[name] if "compile" in medians else math.nan
     return out_rows
