@@ -15,8 +15,7 @@ from torch import nn
 import fused_acts
 
 from . import cases
-from .measure import Row
-from .quantized import per_call_medians
+from .quantized import per_call_medians, timed_rows
 
 SIZES = [(1, 4096), (32, 14336), (1024, 4096)]  # the last: 2^22 elements
 QUICK_SIZES = [(1, 256), (8, 512)]
@@ -62,15 +61,9 @@ def bench_monitor(op, rows, cols, dtype, device, timer, args):
         problem = None if torch.equal(monitored(*inputs), fused(*inputs)) else "monitored output differs from fused"
         medians = {} if problem else per_call_medians(modules, inputs, rows * cols, timer, args)
     seen_rows = sum(s.rows for s in mon.stats.values())
-    out_rows = []
-    for name in CANDIDATES:
-        row = Row("monitor", device, str(dtype).removeprefix("torch."), op, "fwd", [rows, cols], rows * cols, name)
-        out_rows.append(row)
-        if problem:
-            row.error = f"wrong result, not timed: {problem}"
-            continue
-        row.median_ms = medians[name] * 1e3
-        row.speedup_vs_eager = medians["eager"] / medians[name]
+    out_rows = timed_rows("monitor", device, dtype, op, "fwd", (rows, cols), CANDIDATES, medians, problem)
+    for row in out_rows if not problem else []:
+        name = row.candidate
         row.extra = {
             "vs_fused": medians[name] / medians["fused"],
             "vs_eager_hooks": medians["eager_hooks"] / medians[name],

@@ -91,14 +91,22 @@ def bench_quantized(op, rows, cols, fmt, dtype, device, timer, args):
     with torch.inference_mode():
         problem = differs_from_definition(fused, inputs, kwargs)
         medians = {} if problem else per_call_medians(fns, inputs, rows * cols, timer, args)
+    out_rows = timed_rows("quant", device, dtype, op, fmt, (rows, cols), list(fns), medians, problem)
+    for row in out_rows:
+        if not problem:
+            row.speedup_vs_compile = medians["compile"] / medians[row.candidate] if "compile" in medians else math.nan
+    return out_rows
+
+
+def timed_rows(kind, device, dtype, op, mode, shape, names, medians, problem):
+    """A Row per candidate: its median per call and its speedup over eager's, or why it was not timed."""
     out_rows = []
-    for name in fns:
-        row = Row("quant", device, str(dtype).removeprefix("torch."), op, fmt, [rows, cols], rows * cols, name)
+    for name in names:
+        row = Row(kind, device, str(dtype).removeprefix("torch."), op, mode, list(shape), math.prod(shape), name)
         out_rows.append(row)
         if problem:
             row.error = f"wrong result, not timed: {problem}"
             continue
         row.median_ms = medians[name] * 1e3
         row.speedup_vs_eager = medians["eager"] / medians[name]
-        row.speedup_vs_compile = medians["compile"] / medians[name] if "compile" in medians else math.nan
     return out_rows
