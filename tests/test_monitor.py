@@ -482,3 +482,33 @@ def test_transformers_models(make, sites, gate_of):
         s = mon.stats[name]
         assert s.rows == 18 + 5
         assert torch.equal(s.active, sum((g.reshape(-1, g.shape[-1]) > 0).sum(0) for g in gates[i]))
+
+
+def tiny_moe(kind):
+    transformers = pytest.importorskip("transformers")
+    shape = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    if kind == "qwen3_moe":
+        config = transformers.Qwen3MoeConfig(
+            **shape, intermediate_size=48, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8
+        )
+    else:
+        config = transformers.GptOssConfig(
+            **shape, intermediate_size=16, num_local_experts=4, num_experts_per_tok=2, head_dim=8
+        )
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("kind, activation", [("qwen3_moe", "swiglu"), ("gpt_oss", "clamped_swiglu(1.702, 7.0)")])
+def test_moe_experts(kind, activation):
+    """The experts' gate counts each (token, expert) row it runs, at the experts module."""
+    torch.manual_seed(0)
+    model = tiny_moe(kind)
+    ids = torch.randint(0, 64, (2, 7))
+    with torch.no_grad():
+        expected = model(ids).logits
+        with fused_acts.monitor(model) as mon:
+            logits = model(ids).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    assert list(mon.stats) == [f"model.layers.{i}.mlp.experts" for i in range(2)]
+    for s in mon.stats.values():
+        assert s.activation == activation and s.rows == 14 * 2 and s.channels == 16
