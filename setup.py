@@ -4,7 +4,9 @@
   CUDA is built.
 - ``fused_acts._cpu_<capability>``: the CPU kernels, once per SIMD level
   (default, avx2, avx512 and avx512_bf16 on x86-64); at import, fused_acts
-  loads the one that matches torch's own CPU capability.
+  loads the best one that this CPU runs.
+
+Each extension is a few files, which the compiler runs side by side.
 
 Environment:
 - ``FUSED_ACTS_CUDA=0/1`` forces CUDA off or on; by default CUDA is built
@@ -12,16 +14,24 @@ Environment:
 - ``CUDA_HOME`` points at the toolkit; otherwise nvcc on PATH (when it sits in
   a real toolkit) or /usr/local/cuda.
 - ``TORCH_CUDA_ARCH_LIST`` picks the GPU targets (default: 8.0;9.0+PTX).
-- ``MAX_JOBS`` caps how many extensions build at once (default: one per core).
+- ``MAX_JOBS`` caps how many files compile at once (default: one per core).
+  Each takes up to 2 GB of memory: lower it where memory per core is less.
+- ``FUSED_ACTS_CPU_CAPABILITIES``: the CPU builds, comma-separated, or
+  ``native`` for the best one this machine runs (default: all).
+- ``FUSED_ACTS_DEBUG=1`` builds with debug information (``-g``, and nvcc's
+  ``-lineinfo``); by default the build carries none.
 
 The build records the torch it was built against in ``fused_acts/_built_with.py``:
 the compiled kernels run only with that torch.
 """
 
 import copy
+import importlib.util
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +39,27 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent.resolve()
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+# Each extension's files: one per variant for autograd, one per kind of op
+# for the kernels (csrc/cpu/unary.cpp says why), the slowest first.
+AUTOGRAD = ["csrc/schemas.cpp", "csrc/autograd/plain.cpp", "csrc/autograd/monitored.cpp", "csrc/autograd/quantized.cpp"]
+CUDA_KERNELS = ["csrc/cuda/gated.cu", "csrc/cuda/unary.cu"]
+CPU_KERNELS = ["csrc/cpu/gated.cpp", "csrc/cpu/unary.cpp"]
+
+
+def _cpu_levels_module():
+    """fused_acts/_cpu_levels.py, which the import also reads, loaded by path:
+    importing the package would load the kernels this builds."""
+    spec = importlib.util.spec_from_file_location("_cpu_levels", ROOT / "fused_acts" / "_cpu_levels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def debug_build():
+    debug = os.environ.get("FUSED_ACTS_DEBUG", "0")
+    if debug not in ("0", "1"):
+        sys.exit(f"FUSED_ACTS_DEBUG must be 0 or 1, got {debug!r}")
+    return debug == "1"
 
 
 def _is_toolkit(path):
@@ -51,6 +82,13 @@ def find_cuda_home():
     return None
 
 
+def nvcc_version(cuda_home):
+    """(major, minor) of the toolkit's nvcc."""
+    out = subprocess.run([str(Path(cuda_home) / "bin" / "nvcc"), "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
 def want_cuda(cuda_home):
     import torch
 
@@ -70,6 +108,22 @@ def want_cuda(cuda_home):
 
 def cpu_capabilities():
     """(name, flags) for each SIMD level that the CPU kernels are built for."""
+    levels = _all_cpu_capabilities()
+    wanted = os.environ.get("FUSED_ACTS_CPU_CAPABILITIES")
+    if not wanted:
+        return levels
+    names = [name for name, _ in levels]
+    if wanted == "native":
+        picked = [_cpu_levels_module().best_levels()[0]]
+    else:
+        picked = [name.strip() for name in wanted.split(",")]
+    unknown = [name for name in picked if name not in names]
+    if unknown or not picked:
+        sys.exit(f"FUSED_ACTS_CPU_CAPABILITIES must be 'native' or a comma-separated list of {names}, got {wanted!r}")
+    return [(name, flags) for name, flags in levels if name in picked]
+
+
+def _all_cpu_capabilities():
     levels = [("default", ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"])]
     if platform.machine() in ("x86_64", "AMD64"):
         levels.append(("avx2", ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"]))
@@ -93,10 +147,18 @@ def cpu_capabilities():
 def extensions(cuda_home):
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    cxx_flags = ["-O3", "-fvisibility=hidden"]
+    # Python's own CFLAGS, which the compiler command starts with, carry -g:
+    # the last -g option wins.
+    debug = debug_build()
+    cxx_flags = ["-O3", "-fvisibility=hidden", "-g" if debug else "-g0"]
+    nvcc_flags = ["-O3", "--expt-relaxed-constexpr"] + (["-lineinfo", "-g"] if debug else [])
     exts = []
     if want_cuda(cuda_home):
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        if nvcc_version(cuda_home) >= (12, 8):
+            # The GPU code compressed for size: a tenth of the default mode's,
+            # decompressed once when the module loads.
+            nvcc_flags.append("--compress-mode=size")
         print(
             f"fused_acts: building CUDA kernels with {cuda_home} "
             f"for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}"
@@ -104,23 +166,19 @@ def extensions(cuda_home):
         exts.append(
             CUDAExtension(
                 "fused_acts._C",
-                ["csrc/schemas.cpp", "csrc/autograd/kernels.cpp", "csrc/cuda/kernels.cu"],
-                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+                CUDA_KERNELS + AUTOGRAD,
+                extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
             )
         )
     else:
         print("fused_acts: building without CUDA kernels")
-        exts.append(
-            CppExtension(
-                "fused_acts._C", ["csrc/schemas.cpp", "csrc/autograd/kernels.cpp"], extra_compile_args=cxx_flags
-            )
-        )
+        exts.append(CppExtension("fused_acts._C", AUTOGRAD, extra_compile_args=cxx_flags))
     for name, flags in cpu_capabilities():
         # at::parallel_for is inline OpenMP: without -fopenmp it runs serially.
         exts.append(
             CppExtension(
                 f"fused_acts._cpu_{name}",
-                ["csrc/cpu/kernels.cpp"],
+                CPU_KERNELS,
                 extra_compile_args=cxx_flags + flags + ["-fopenmp"],
                 extra_link_args=["-fopenmp"],
             )
@@ -139,9 +197,13 @@ def main():
     class Build(BuildExtension):
         def finalize_options(self):
             super().finalize_options()
-            # The extensions build side by side: MAX_JOBS of them, else one per core.
-            if not self.parallel:
-                self.parallel = int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)
+            # MAX_JOBS files compile at once: the extensions build side by
+            # side, each running its share of them (torch's ninja reads
+            # MAX_JOBS as its -j).
+            jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
+            self.parallel = min(jobs, len(self.extensions))
+            os.environ["MAX_JOBS"] = str(max(1, jobs // self.parallel))
+            print(f"fused_acts: {self.parallel} extensions at once, {os.environ['MAX_JOBS']} files each")
 
         def build_extension(self, ext):
             # setuptools compiles each extension's objects into one build folder
@@ -155,7 +217,7 @@ def main():
             super().run()
             # The torch this build is for, which fused_acts checks at import.
             package = Path("fused_acts") if self.inplace else Path(self.build_lib) / "fused_acts"
-            (package / "_built_with.py").write_text(f"TORCH_VERSION = {torch.__version__!r}\n")
+            (package / "_built_with.py").write_text(f"TORCH_VERSION = {torch.__version__!r}\nDEBUG = {debug_build()}\n")
 
     setup(
         ext_modules=extensions(cuda_home),

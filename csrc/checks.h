@@ -67,9 +67,14 @@ inline void check_packed(const char* op, const at::Tensor& x, bool interleaved, 
 }
 
 // The in-place packed backward writes x's gradient over x: x must be one
-// row-strided tensor that grad does not overlap.
+// row-strided tensor that neither overlaps itself (as ATen's in-place ops
+// require) nor grad.
 inline void check_writable(const char* op, const at::Tensor& grad, const at::Tensor& x, bool row_strided) {
   TORCH_CHECK_VALUE(row_strided, op, ": x must have a row stride to take its gradient in place, got strides ",
+                    shape_str(x.strides()));
+  TORCH_CHECK_VALUE(at::has_internal_overlap(x) != at::MemOverlap::Yes, op,
+                    ": x overlaps itself (an expanded tensor's elements share memory), so its gradient cannot be "
+                    "written in place, got strides ",
                     shape_str(x.strides()));
   TORCH_CHECK_VALUE(at::get_overlap_status(grad, x) == at::MemOverlapStatus::No, op,
                     ": grad and x must not overlap to write x's gradient in place");

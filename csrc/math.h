@@ -5,6 +5,8 @@
 //   cuda/scalar_math.h  float and double (libdevice, PTX)
 #pragma once
 
+#include <c10/macros/Macros.h>
+
 namespace fused_acts {
 
 template <typename T>
@@ -13,5 +15,12 @@ struct Math;
 // An activation may use cheaper math where its result is rounded to a 16-bit type.
 template <typename scalar_t>
 constexpr bool kHalfStorage = sizeof(scalar_t) == 2;
+
+// The max that keeps a nan, as torch.amax does: the quantized outputs' and
+// the monitor's amax.
+template <typename T>
+C10_HOST_DEVICE inline T nan_max(T a, T b) {
+  return (a > b || a != a) ? a : b;
+}
 
 }  // namespace fused_acts

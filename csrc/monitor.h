@@ -62,7 +62,7 @@ inline Saturation saturation(SigmoidAct) { return {-7.0f, 7.0f}; }
 // equal width, the outer ones also taking what lies beyond.
 constexpr float kHistogramRange = 8.0f;
 
-// One launch of a monitored op (op_kernels.h fills it, the engines read it).
+// One launch of a monitored op (ops/monitored.h fills it, the engines read it).
 struct MonitorArgs {
   double* stats;  // [kNumStats, channels]: stat s of channel c at s·channels + c
   int64_t channels;

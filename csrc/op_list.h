@@ -20,17 +20,20 @@
 //          name_monitored(<its forward's arguments>, *, Tensor(a!) stats, Tensor(b!) histogram) -> Tensor
 //          name_packed_monitored (Gated), the same for the packed forward
 // Select says what <params> are and picks the activation (activations.h)
-// from their values. schemas.cpp defines the schemas from this list,
-// op_kernels.h registers every backend's kernels from it, and fused_acts/
-// registers fakes, autograd and vmap for whatever schemas it finds.
+// from their values. schemas.cpp defines the schemas from this list; ops/
+// holds each variant's host code (plain, quantized, monitored), from which
+// cpu/ and cuda/ register the backends' kernels and autograd/ the autograd;
+// fused_acts/ registers fakes and vmap for whatever schemas it finds.
 #pragma once
 
 #include "activations.h"
 #include "checks.h"
 
 #include <c10/util/string_view.h>
+#include <torch/library.h>
 
 #include <tuple>
+#include <type_traits>
 
 namespace fused_acts {
 
@@ -130,6 +133,27 @@ void for_each_op(Fn&& fn) {
 #define FUSED_ACTS_VISIT(name, Kind, Select) fn(name##_op{});
   FUSED_ACTS_FOR_EACH_OP(FUSED_ACTS_VISIT)
 #undef FUSED_ACTS_VISIT
+}
+
+// Impl's functions registered as Op's plain ops: forward and backward, and a
+// gated op's packed ones (the CPU and CUDA kernels, and the autograd).
+template <typename Op, typename Impl>
+void register_plain_ops(torch::Library& m) {
+  m.impl(Op::kName, TORCH_FN(Impl::forward));
+  m.impl(Op::kBackward, TORCH_FN(Impl::backward));
+  if constexpr (std::is_same_v<typename Op::Kind, Gated>) {
+    m.impl(Op::kPacked, TORCH_FN(Impl::packed_forward));
+    m.impl(Op::kPackedBackward, TORCH_FN(Impl::packed_backward));
+    m.impl(Op::kPackedBackwardInPlace, TORCH_FN(Impl::packed_backward_inplace));
+  }
+}
+
+// fn(name_op{}) for every op of one Kind (Unary, Gated), in list order.
+template <typename Kind, typename Fn>
+void for_each_op_of(Fn&& fn) {
+  for_each_op([&](auto op) {
+    if constexpr (std::is_same_v<typename decltype(op)::Kind, Kind>) fn(op);
+  });
 }
 
 }  // namespace fused_acts

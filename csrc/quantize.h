@@ -8,6 +8,8 @@
 // bit, but for power-of-two scales.
 #pragma once
 
+#include "math.h"
+
 #include <c10/core/ScalarType.h>
 #include <c10/macros/Macros.h>
 #include <c10/util/Exception.h>
@@ -39,9 +41,6 @@ struct QuantFormat<int8_t> {
 
 // vLLM's and torchao's floor: an all-zero group still has a finite scale.
 constexpr float kMinAmax = 1e-12f;
-
-// The max that keeps a nan, as torch.amax does.
-C10_HOST_DEVICE inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
 
 // The smallest power of two >= s, for a positive normal s; inf and nan pass.
 C10_HOST_DEVICE inline float power_of_two_ceil(float s) {
@@ -91,7 +90,7 @@ C10_HOST_DEVICE inline out_t quantized_value(float y) {
   }
 }
 
-// One launch of a quantized op (op_kernels.h fills it, the engines read it).
+// One launch of a quantized op (ops/quantized.h fills it, the engines read it).
 // Row and group scales take one pass; a dynamic per-tensor scale takes two
 // that both compute the op (kAmax, then kGivenScale from that amax), which
 // reads the inputs twice instead of writing and reading h (docs/design.md).

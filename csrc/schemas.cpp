@@ -1,6 +1,6 @@
-// Every op's schema, from the list in op_list.h. Kernels register per
-// dispatch key in cpu/kernels.cpp and cuda/kernels.cu; fake kernels,
-// autograd and vmap rules in fused_acts/.
+// Every op's schema, from the list in op_list.h, under the names its op type
+// gives each variant. Kernels register per dispatch key in cpu/ and cuda/,
+// autograd in autograd/; fake kernels and vmap rules in fused_acts/.
 #include "op_list.h"
 
 #include <torch/library.h>
@@ -24,26 +24,26 @@ void define(torch::Library& m, const std::string& schema) { m.def(schema.c_str()
 
 template <typename Op>
 void define_schemas(torch::Library& m, Op, Unary) {
-  const std::string name = Op::kName, params = Op::Select::kSchema;
-  define(m, name + "(Tensor x" + params + ") -> Tensor");
-  define(m, name + "_backward(Tensor grad, Tensor x" + params + ") -> Tensor");
-  define(m, name + "_quantized(Tensor x" + params + kQuantizedSchema);
-  define(m, name + "_monitored(Tensor x" + params + kMonitoredSchema);
+  const std::string params = Op::Select::kSchema;
+  define(m, std::string(Op::kName) + "(Tensor x" + params + ") -> Tensor");
+  define(m, std::string(Op::kBackward) + "(Tensor grad, Tensor x" + params + ") -> Tensor");
+  define(m, std::string(Op::kQuantized) + "(Tensor x" + params + kQuantizedSchema);
+  define(m, std::string(Op::kMonitored) + "(Tensor x" + params + kMonitoredSchema);
 }
 
 template <typename Op>
 void define_schemas(torch::Library& m, Op, Gated) {
-  const std::string name = Op::kName, params = Op::Select::kSchema;
-  define(m, name + "(Tensor gate, Tensor up" + params + ") -> Tensor");
-  define(m, name + "_backward(Tensor grad, Tensor gate, Tensor up" + params + ") -> (Tensor, Tensor)");
+  const std::string params = Op::Select::kSchema;
+  define(m, std::string(Op::kName) + "(Tensor gate, Tensor up" + params + ") -> Tensor");
+  define(m, std::string(Op::kBackward) + "(Tensor grad, Tensor gate, Tensor up" + params + ") -> (Tensor, Tensor)");
   const std::string packed_params = params + ", bool interleaved=False, bool up_first=False";
-  define(m, name + "_packed(Tensor x" + packed_params + ") -> Tensor");
-  define(m, name + "_packed_backward(Tensor grad, Tensor x" + packed_params + ") -> Tensor");
-  define(m, name + "_packed_backward_(Tensor grad, Tensor(a!) x" + packed_params + ") -> ()");
-  define(m, name + "_quantized(Tensor gate, Tensor up" + params + kQuantizedSchema);
-  define(m, name + "_packed_quantized(Tensor x" + packed_params + kQuantizedSchema);
-  define(m, name + "_monitored(Tensor gate, Tensor up" + params + kMonitoredSchema);
-  define(m, name + "_packed_monitored(Tensor x" + packed_params + kMonitoredSchema);
+  define(m, std::string(Op::kPacked) + "(Tensor x" + packed_params + ") -> Tensor");
+  define(m, std::string(Op::kPackedBackward) + "(Tensor grad, Tensor x" + packed_params + ") -> Tensor");
+  define(m, std::string(Op::kPackedBackwardInPlace) + "(Tensor grad, Tensor(a!) x" + packed_params + ") -> ()");
+  define(m, std::string(Op::kQuantized) + "(Tensor gate, Tensor up" + params + kQuantizedSchema);
+  define(m, std::string(Op::kPackedQuantized) + "(Tensor x" + packed_params + kQuantizedSchema);
+  define(m, std::string(Op::kMonitored) + "(Tensor gate, Tensor up" + params + kMonitoredSchema);
+  define(m, std::string(Op::kPackedMonitored) + "(Tensor x" + packed_params + kMonitoredSchema);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ import torch
 
 FLOATING = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 APPROXIMATE = ("none", "tanh")
+_OVERLAP_YES = 1  # torch._debug_has_internal_overlap's answer where elements share memory
 
 
 def _dtype_name(t):
@@ -71,6 +72,11 @@ def check_writable(op, grad, x):
     if not _row_strided(x):
         strides = list(x.stride())
         raise ValueError(f"{op}: x must have a row stride to take its gradient in place, got strides {strides}")
+    if torch._debug_has_internal_overlap(x) == _OVERLAP_YES:
+        raise ValueError(
+            f"{op}: x overlaps itself (an expanded tensor's elements share memory), so its gradient cannot be "
+            f"written in place, got strides {list(x.stride())}"
+        )
     if torch._C._overlaps(grad, x):
         raise ValueError(f"{op}: grad and x must not overlap to write x's gradient in place")
 
@@ -167,7 +173,7 @@ def forward_sizes(op, by_name):
 
 
 def scale_sizes(by_name, sizes):
-    """The scales' shape: one per row, per group, or per tensor (csrc/op_kernels.h)."""
+    """The scales' shape: one per row, per group, or per tensor (csrc/ops/quantized.h)."""
     if by_name["per_tensor"] or not sizes:
         return ()
     group_size = by_name["group_size"]

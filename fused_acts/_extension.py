@@ -1,6 +1,6 @@
 """Loads the compiled kernels: the schemas and autograd (with the CUDA
-kernels, when built) and the CPU kernels built for torch's own SIMD level,
-after checking that they were built against the torch installed.
+kernels, when built) and the best CPU kernel build that this CPU runs, after
+checking that they were built against the torch installed.
 
 ``FUSED_ACTS_CPU_KERNELS=<level>`` loads that CPU build instead (default,
 avx2, avx512, avx512_bf16), so the tests can run each one on one machine.
@@ -8,31 +8,20 @@ avx2, avx512, avx512_bf16), so the tests can run each one on one machine.
 
 import importlib.machinery
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
-_HERE = Path(__file__).parent
+from ._cpu_levels import best_levels
 
-# Best first: each SIMD level falls back to the levels below it.
-_CPU_FALLBACKS = {
-    "AVX512": ("avx512", "avx2", "default"),
-    "AVX2": ("avx2", "default"),
-}
+_HERE = Path(__file__).parent
 
 
 def _cpu_levels():
-    """The CPU kernel builds to try, best first. torch's capability has no
-    AVX512-BF16 level of its own, so that extension is asked of cpuinfo."""
+    """The CPU kernel builds to try, best first."""
     forced = os.environ.get("FUSED_ACTS_CPU_KERNELS")
-    if forced:
-        return (forced,)
-    capability = torch.backends.cpu.get_cpu_capability()
-    levels = _CPU_FALLBACKS.get(capability, ("default",))
-    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    if capability == "AVX512" and has_bf16():
-        levels = ("avx512_bf16", *levels)
-    return levels
+    return (forced,) if forced else best_levels()
 
 
 def _library_path(name):
@@ -73,12 +62,30 @@ def _load():
         )
     check_torch_version(_built_with(), torch.__version__)
     torch.ops.load_library(str(schemas))
-    for level in _cpu_levels():
-        path = _library_path(f"_cpu_{level}")
-        if path is not None:
-            torch.ops.load_library(str(path))
-            return level
-    raise ImportError(f"fused_acts: no CPU kernels were built for {', '.join(_cpu_levels())}")
+    levels = _cpu_levels()
+    built = [level for level in levels if _library_path(f"_cpu_{level}") is not None]
+    level = pick_cpu_build(levels, built)
+    torch.ops.load_library(str(_library_path(f"_cpu_{level}")))
+    return level
+
+
+def pick_cpu_build(levels, built):
+    """The best of levels (best first) that was built, with a word when it is
+    not the best: a build of fewer CPU capabilities (FUSED_ACTS_CPU_CAPABILITIES)
+    on another machine runs slower kernels, or none."""
+    if not built:
+        raise ImportError(
+            f"fused_acts: no CPU kernels were built for {', '.join(levels)}, the builds this CPU runs; rebuild "
+            "on this machine, or with FUSED_ACTS_CPU_CAPABILITIES unset (all builds)"
+        )
+    if built[0] != levels[0]:
+        warnings.warn(
+            f"fused_acts: this CPU runs the {levels[0]} CPU kernels best, but they were not built; "
+            f"using the slower {built[0]} ones. Rebuild with FUSED_ACTS_CPU_CAPABILITIES={levels[0]} "
+            "(or unset, for all)",
+            stacklevel=2,
+        )
+    return built[0]
 
 
 cpu_capability = _load()

@@ -171,8 +171,13 @@ def test_compile_candidate_never_falls_back_to_eager(monkeypatch):
             for shape in ((4, 32), (8, 64)):
                 compiled = cases.candidates(op, "cpu", use_compile=True)["compile"]
                 x = torch.randn(shape, dtype=dtype)
-                compiled(x)
-                compiled(x.clone().requires_grad_()).sum().backward()
+                for inputs in (x, x.clone().requires_grad_()):
+                    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                        out = compiled(inputs)
+                    ran_compiled = any(e.name.startswith("Torch-Compiled Region") for e in prof.events())
+                    assert ran_compiled, f"{op} {dtype} {shape}: ran eagerly"
+                    torch.testing.assert_close(out, cases.CASES[op].eager(inputs))
+                out.sum().backward()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc mallopt")

@@ -152,6 +152,13 @@ def bad_inputs():
         "swiglu_backward: grad and x must not overlap to write x's gradient in place",
     )
     yield (
+        "swiglu_packed_backward_-self_overlap",
+        lambda d: torch.ops.fused_acts.swiglu_packed_backward_(rand(d, 4, 4), rand(d, 1, 8).expand(4, 8)),
+        ValueError,
+        r"swiglu_backward: x overlaps itself \(an expanded tensor's elements share memory\), so its gradient cannot "
+        r"be written in place, got strides \[0, 1\]",
+    )
+    yield (
         "silu_backward-shapes",
         lambda d: torch.ops.fused_acts.silu_backward(rand(d, 3, 5), rand(d, 3, 4)),
         ValueError,
@@ -200,12 +207,19 @@ def test_fake_kernels_check_inputs():
 
 
 def test_no_work_on_bad_input():
-    """A bad call raises before anything is written or allocated for output."""
-    gate = torch.randn(4, 4)
-    before = gate.clone()
-    with pytest.raises(ValueError):
-        fused_acts.swiglu(gate, torch.randn(4, 3))
-    assert torch.equal(gate, before)
+    """A bad call raises before anything is written or allocated: the
+    in-place backward, given a grad of the wrong shape, leaves x as it was,
+    and neither it nor a forward allocates an output."""
+    x, bad_grad, bad_up = torch.randn(4, 8), torch.randn(4, 3), torch.randn(4, 3)
+    before = x.clone()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with pytest.raises(ValueError, match="swiglu_backward: grad and gate must have the same shape"):
+            torch.ops.fused_acts.swiglu_packed_backward_(bad_grad, x)
+        with pytest.raises(ValueError, match="swiglu: gate and up must have the same shape"):
+            torch.ops.fused_acts.swiglu(x, bad_up)
+    assert torch.equal(x, before)
+    allocations = [e.name for e in prof.events() if e.name.startswith("aten::empty")]
+    assert not allocations, allocations
 
 
 @pytest.mark.parametrize("module", [fnn.GELU, fnn.GeGLU])

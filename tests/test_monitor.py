@@ -192,23 +192,31 @@ def test_versions_are_bumped(device):
     assert (stats._version, histogram._version) == (versions[0] + 1, versions[1] + 1)
 
 
-def _bad_accumulators(device):
-    good_stats, good_histogram = accumulators(4, device)
-    return [
-        (good_stats.float(), good_histogram, TypeError, "silu: stats must be float64, got float32"),
-        (good_stats[:, :3], good_histogram, ValueError, r"silu: stats must have shape \[6, 4\] \(6 statistics"),
-        (good_stats.t().contiguous().t(), good_histogram, ValueError, "silu: stats must be contiguous"),
-        (good_stats, good_histogram.float(), TypeError, "silu: histogram must be float64, got float32"),
-        (good_stats, good_histogram.reshape(2, -1), ValueError, "silu: histogram must be a contiguous 1-D tensor"),
-        (good_stats, torch.zeros(4097, dtype=torch.float64, device=device), ValueError, "of at most 4096 bins"),
-        (good_stats.to("meta"), good_histogram, RuntimeError, "silu: stats and x must be on the same device"),
-    ]
+# Each bad accumulator, by name: (stats, histogram) from good ones, and its error.
+BAD_ACCUMULATORS = {
+    "stats-float32": (lambda s, h, d: (s.float(), h), TypeError, "silu: stats must be float64, got float32"),
+    "stats-shape": (lambda s, h, d: (s[:, :3], h), ValueError, r"silu: stats must have shape \[6, 4\] \(6 statistics"),
+    "stats-strided": (lambda s, h, d: (s.t().contiguous().t(), h), ValueError, "silu: stats must be contiguous"),
+    "histogram-float32": (lambda s, h, d: (s, h.float()), TypeError, "silu: histogram must be float64, got float32"),
+    "histogram-2d": (
+        lambda s, h, d: (s, h.reshape(2, -1)),
+        ValueError,
+        "silu: histogram must be a contiguous 1-D tensor",
+    ),
+    "histogram-bins": (
+        lambda s, h, d: (s, torch.zeros(4097, dtype=torch.float64, device=d)),
+        ValueError,
+        "of at most 4096 bins",
+    ),
+    "stats-device": (lambda s, h, d: (s.to("meta"), h), RuntimeError, "silu: stats and x must be on the same device"),
+}
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", BAD_ACCUMULATORS)
 @pytest.mark.parametrize("fake", [False, True])
 def test_bad_accumulators_are_clear_errors(case, fake, device):
-    stats, histogram, error, message = _bad_accumulators(device)[case]
+    make, error, message = BAD_ACCUMULATORS[case]
+    stats, histogram = make(*accumulators(4, device), device)
     x = torch.randn(3, 4, device=device)
     if fake:
         if stats.device.type == "meta":

@@ -3,6 +3,7 @@ that installs and runs outside the source tree, and a clear error when the
 installed torch is not the one the kernels were built against."""
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -38,13 +39,18 @@ def test_wheel_from_sdist_installs_and_runs_outside_the_tree(tmp_path):
         "csrc/op_list.h",
         "csrc/cpu/elementwise.h",
         "csrc/cuda/elementwise.cuh",
-        "csrc/autograd/kernels.cpp",
+        "csrc/autograd/plain.cpp",
+        "csrc/ops/plain.h",
     ):
         assert any(name.endswith(source) for name in names), source
     assert not any(name.endswith("_built_with.py") for name in names)
     (wheel,) = dist.glob("*.whl")
     site = tmp_path / "site"
     run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", site, wheel])
+    libraries = sorted((site / "fused_acts").glob("_*.so"))
+    assert len(libraries) >= 2, libraries
+    for library in libraries:
+        assert ".debug_info" not in sections(library), library.name
     script = (
         "import torch, fused_acts\n"
         "x = torch.randn(5, 8, requires_grad=True)\n"
@@ -55,6 +61,42 @@ def test_wheel_from_sdist_installs_and_runs_outside_the_tree(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = run([sys.executable, "-c", script], env={**env, "PYTHONPATH": str(site)}, cwd=tmp_path)
     assert out.startswith(str(site)) and fused_acts.__version__ in out
+
+
+def sections(library):
+    """The names of a shared library's ELF sections."""
+    return set(re.findall(r"\]\s+(\.\S+)", run(["readelf", "--section-headers", "--wide", library])))
+
+
+def test_built_extensions_carry_debug_information_only_when_asked():
+    """Python's own CFLAGS carry -g, which made the build 10x larger; the
+    build turns it off unless FUSED_ACTS_DEBUG=1, which it records."""
+    from fused_acts._built_with import DEBUG
+
+    libraries = sorted(Path(fused_acts.__file__).parent.glob("_*.so"))
+    assert {"_C", f"_cpu_{_extension.cpu_capability}"} <= {library.name.split(".")[0] for library in libraries}
+    for library in libraries:
+        names = sections(library)
+        assert ".text" in names, (library.name, names)
+        assert (".debug_info" in names) == DEBUG, (library.name, sorted(names))
+
+
+def test_a_missing_best_cpu_build_is_a_warning():
+    levels = ("avx512_bf16", "avx512", "avx2", "default")
+    with pytest.warns(
+        UserWarning, match="runs the avx512_bf16 CPU kernels best, but they were not built; using the slower avx2"
+    ):
+        assert _extension.pick_cpu_build(levels, ["avx2", "default"]) == "avx2"
+
+
+def test_no_cpu_build_this_cpu_runs_is_a_clear_import_error():
+    with pytest.raises(ImportError, match="no CPU kernels were built for avx2, default, the builds this CPU runs"):
+        _extension.pick_cpu_build(("avx2", "default"), [])
+
+
+def test_the_best_cpu_build_loads_without_a_word(recwarn):
+    assert _extension.pick_cpu_build(("avx2", "default"), ["avx2", "default"]) == "avx2"
+    assert not recwarn.list
 
 
 def test_build_records_the_torch_it_was_built_against():

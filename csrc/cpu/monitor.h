@@ -114,10 +114,8 @@ struct ChannelBlock {
   void merge_amax(double* stat, int64_t channels, int64_t col, int64_t n) const {
     double* __restrict dest = stat + kAmax * channels + col;
     const value_t* __restrict from = amax.get();
-    for (int64_t i = 0; i < n; ++i) dest[i] = nan_max_double(dest[i], from[i]);
+    for (int64_t i = 0; i < n; ++i) dest[i] = nan_max(static_cast<double>(from[i]), dest[i]);
   }
-
-  static double nan_max_double(double a, double b) { return (b > a || b != b) ? b : a; }
 };
 
 // n values from p (element stride `stride`) in opmath: p itself where it is
@@ -232,7 +230,7 @@ void monitor(const ElementwiseArgs<NIn, 1>& args, const Fn& fn, const MonitorArg
     for (int64_t i = 0; i < cols; ++i) {
       for (int s : {kActive, kSaturated, kSum, kSumsq}) ma.stats[s * cols + i] += partial[s * cols + i];
       double& amax = ma.stats[kAmax * cols + i];
-      amax = ChannelBlock<value_t>::nan_max_double(amax, partial[kAmax * cols + i]);
+      amax = nan_max(partial[kAmax * cols + i], amax);
     }
   }
   for (int64_t i = 0; i < cols; ++i) ma.stats[kRows * cols + i] += static_cast<double>(rows);

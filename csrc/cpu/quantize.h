@@ -81,7 +81,7 @@ void quantize(const ElementwiseArgs<NIn, 1>& args, const Fn& fn, at::ScalarType 
       each_group(row, col, values, n,
                  [&](int64_t g, const float* h, int64_t count) { amax[g] = group_amax(h, count); });
     });
-    *qa.amax = std::accumulate(amax.begin(), amax.end(), *qa.amax, nan_max);
+    *qa.amax = std::accumulate(amax.begin(), amax.end(), *qa.amax, nan_max<float>);
     return;
   }
   with_quantized_type(out_dtype, [&](auto out_type) {

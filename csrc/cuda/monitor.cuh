@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kThreads)
       static_cast<scalar_t*>(args.out[0])[row * args.out_row_stride[0] + col] = stored;
       const opmath_t h = static_cast<opmath_t>(stored), g = x[Fn::kGate];
       const opmath_t a = h < 0 ? -h : h;
-      amax = (a > amax || a != a) ? a : amax;
+      amax = nan_max(a, amax);
       active += g > opmath_t(0);
       saturated += is_saturated(g, ma.saturation);
       sum += static_cast<double>(h);

@@ -1,15 +1,17 @@
-// Autograd for every op of op_list.h, in C++ so that a call costs what an
-// ATen op's does. A call that needs no gradient goes straight to the
-// backend kernel; one that does records a torch::autograd::Function whose
-// backward is the op's fused backward op. The backward ops are
-// differentiable in turn (double backward, to any order): their
-// first-derivative terms run the fused ops, f'' is second_derivatives.h.
-// 16-bit inputs compute those terms in float and round once.
+// The plain ops' autograd, in C++ so that a call costs what an ATen op's
+// does. A call that needs no gradient goes straight to the backend kernel;
+// one that does records a torch::autograd::Function whose backward is the
+// op's fused backward op. The backward ops are differentiable in turn
+// (double backward, to any order): their first-derivative terms run the
+// fused ops, f'' is second_derivatives.h. 16-bit inputs compute those terms
+// in float and round once. The monitored forwards record these Functions too
+// (monitored.cpp).
+#pragma once
+
 #include "../op_list.h"
+#include "common.h"
 #include "second_derivatives.h"
 
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/autograd.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/library.h>
 
@@ -18,29 +20,9 @@
 #include <type_traits>
 #include <utility>
 
-namespace fused_acts {
-namespace {
+namespace fused_acts::autograd {
 
-using at::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
-  return c10::Dispatcher::singleton()
-      .findSchemaOrThrow((std::string("fused_acts::") + name).c_str(), "")
-      .typed<Signature>();
-}
-
-bool any_requires_grad(std::initializer_list<Tensor> tensors) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const Tensor& t : tensors) {
-    if (t.requires_grad()) return true;
-  }
-  return false;
-}
-
-Tensor opmath(const Tensor& t) { return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t; }
+inline Tensor opmath(const Tensor& t) { return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t; }
 
 // The params as autograd keeps them: strings by value, in one IValue tuple.
 template <typename P>
@@ -52,13 +34,20 @@ struct Family {
   using Params = std::tuple<Owned<P>...>;
   static constexpr size_t kNumParams = sizeof...(P);
 
-  // What backward needs: the tensors, and the params in one IValue tuple.
+  // What backward needs: the tensors, and the params in one IValue tuple
+  // (none without params: a call's cost at decode sizes counts).
   static void save(AutogradContext* ctx, variable_list tensors, const P&... params) {
     ctx->save_for_backward(std::move(tensors));
-    ctx->saved_data["params"] = c10::ivalue::Tuple::create({c10::IValue(Owned<P>(params))...});
+    if constexpr (kNumParams > 0) {
+      ctx->saved_data["params"] = c10::ivalue::Tuple::create({c10::IValue(Owned<P>(params))...});
+    }
   }
   static Params saved_params(AutogradContext* ctx) {
-    return saved_params(ctx->saved_data.at("params"), std::index_sequence_for<P...>{});
+    if constexpr (kNumParams == 0) {
+      return {};
+    } else {
+      return saved_params(ctx->saved_data.at("params"), std::index_sequence_for<P...>{});
+    }
   }
   template <size_t... I>
   static Params saved_params(const c10::IValue& tuple, std::index_sequence<I...>) {
@@ -89,98 +78,18 @@ struct Family {
   }
 };
 
-// The quantized ops have no derivative (a rounding's is zero almost
-// everywhere): under grad mode, an input that requires grad is refused
-// before any work; otherwise the call goes on to the backend.
-inline void refuse_grad(const char* op, const Tensor& t) {
-  TORCH_CHECK(!any_requires_grad({t}), op,
-              ": a quantized output has no gradient, but an input requires grad; call it under torch.no_grad() or "
-              "torch.inference_mode()");
-}
-template <typename T>
-void refuse_grad(const char*, const T&) {}
-
-// Name::kName's quantized op Name::kOp, whose signature is Args.
-template <typename Name, typename... Args>
-struct WithoutGrad {
-  static std::tuple<Tensor, Tensor> call(Args... args) {
-    static const auto op = op_handle<std::tuple<Tensor, Tensor>(Args...)>(Name::kOp);
-    (refuse_grad(Name::kName, args), ...);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op.call(args...);
-  }
-};
-
-// An op's quantized op (or its packed twin's), named for messages as the op.
-template <typename Op, bool kPacked = false>
-struct QuantizedName {
-  static constexpr const char* kOp = kPacked ? Op::kPackedQuantized : Op::kQuantized;
-  static constexpr const char* kName = Op::kName;
-};
-
-// The arguments of a quantized op after its forward's (op_list.h's kQuantizedSchema).
-template <typename Name, typename... Forward>
-using QuantizedWithoutGrad = WithoutGrad<Name, Forward..., at::ScalarType, int64_t, bool, std::optional<at::ScalarType>,
-                                         const std::optional<Tensor>&>;
-
-// A monitored forward (op_list.h) records Plain's autograd: the same saved
-// inputs (Plain::save_inputs) and the same backward. stats and histogram,
-// which its kernel adds to, are not differentiable; their versions are
-// bumped, as an ATen in-place op bumps its output's.
-inline bool any_tensor_requires_grad(const Tensor& t) { return any_requires_grad({t}); }
-template <typename T>
-bool any_tensor_requires_grad(const T&) {
-  return false;
-}
-
-template <typename Plain, typename... Args>
-struct Monitored : torch::autograd::Function<Monitored<Plain, Args...>> {
-  static Tensor forward(AutogradContext* ctx, Args... args, const Tensor& stats, const Tensor& histogram) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    Plain::save_inputs(ctx, args...);
-    return Plain::monitored_op().call(args..., stats, histogram);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list input_grads = Plain::backward(ctx, std::move(grads));
-    input_grads.resize(input_grads.size() + 2);
-    return input_grads;
-  }
-  static Tensor call(Args... args, const Tensor& stats, const Tensor& histogram) {
-    Tensor out;
-    if (at::GradMode::is_enabled() && (any_tensor_requires_grad(args) || ...)) {
-      out = Monitored::apply(args..., stats, histogram);
-    } else {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      out = Plain::monitored_op().call(args..., stats, histogram);
-    }
-    torch::autograd::increment_version(stats);
-    torch::autograd::increment_version(histogram);
-    return out;
-  }
-};
-
 template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
-struct Autograd;
+struct PlainAutograd;
 
 template <typename Op, typename... P>
-struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
+struct PlainAutograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
   using F = Family<Op, P...>;
 
-  static const auto& forward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, P...)>(Op::kName);
-    return op;
-  }
-  static const auto& backward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P...)>(Op::kBackward);
-    return op;
-  }
+  static const auto& forward_op() { return op_handle<Tensor(const Tensor&, P...), &Op::kName>(); }
+  static const auto& backward_op() { return op_handle<Tensor(const Tensor&, const Tensor&, P...), &Op::kBackward>(); }
 
   struct Forward : torch::autograd::Function<Forward> {
     static void save_inputs(AutogradContext* ctx, const Tensor& x, P... params) { F::save(ctx, {x}, params...); }
-    static const auto& monitored_op() {
-      static const auto op = op_handle<Tensor(const Tensor&, P..., const Tensor&, const Tensor&)>(Op::kMonitored);
-      return op;
-    }
     static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
       save_inputs(ctx, x, params...);
@@ -215,47 +124,28 @@ struct Autograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
   };
 
   static Tensor forward(const Tensor& x, P... params) {
-    if (any_requires_grad({x})) return Forward::apply(x, params...);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return forward_op().call(x, params...);
+    return apply_or_call<Forward>(forward_op(), {x}, x, params...);
   }
   static Tensor backward(const Tensor& grad, const Tensor& x, P... params) {
-    if (any_requires_grad({grad, x})) return Backward::apply(grad, x, params...);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return backward_op().call(grad, x, params...);
-  }
-  static void register_into(torch::Library& m) {
-    m.impl(Op::kName, TORCH_FN(forward));
-    m.impl(Op::kBackward, TORCH_FN(backward));
-    m.impl(Op::kQuantized, TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op>, const Tensor&, P...>::call)));
-    m.impl(Op::kMonitored, TORCH_FN((Monitored<Forward, const Tensor&, P...>::call)));
+    return apply_or_call<Backward>(backward_op(), {grad, x}, grad, x, params...);
   }
 };
 
 template <typename Op, typename... P>
-struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
+struct PlainAutograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   using F = Family<Op, P...>;
   using Pair = std::tuple<Tensor, Tensor>;
 
-  static const auto& forward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P...)>(Op::kName);
-    return op;
-  }
+  static const auto& forward_op() { return op_handle<Tensor(const Tensor&, const Tensor&, P...), &Op::kName>(); }
   static const auto& backward_op() {
-    static const auto op = op_handle<Pair(const Tensor&, const Tensor&, const Tensor&, P...)>(Op::kBackward);
-    return op;
+    return op_handle<Pair(const Tensor&, const Tensor&, const Tensor&, P...), &Op::kBackward>();
   }
-  static const auto& packed_forward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, P..., bool, bool)>(Op::kPacked);
-    return op;
-  }
+  static const auto& packed_forward_op() { return op_handle<Tensor(const Tensor&, P..., bool, bool), &Op::kPacked>(); }
   static const auto& packed_backward_op() {
-    static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, P..., bool, bool)>(Op::kPackedBackward);
-    return op;
+    return op_handle<Tensor(const Tensor&, const Tensor&, P..., bool, bool), &Op::kPackedBackward>();
   }
   static const auto& packed_backward_inplace_op() {
-    static const auto op = op_handle<void(const Tensor&, const Tensor&, P..., bool, bool)>(Op::kPackedBackwardInPlace);
-    return op;
+    return op_handle<void(const Tensor&, const Tensor&, P..., bool, bool), &Op::kPackedBackwardInPlace>();
   }
 
   // The derivatives of the backward, (grad·h(up)·f'(gate), grad·f(gate)·h'(up))
@@ -308,11 +198,6 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     static void save_inputs(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
       F::save(ctx, {gate, up}, params...);
     }
-    static const auto& monitored_op() {
-      static const auto op =
-          op_handle<Tensor(const Tensor&, const Tensor&, P..., const Tensor&, const Tensor&)>(Op::kMonitored);
-      return op;
-    }
     static Tensor forward(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
       at::AutoDispatchBelowADInplaceOrView guard;
       save_inputs(ctx, gate, up, params...);
@@ -333,11 +218,6 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     static void save_inputs(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
       F::save(ctx, {x}, params...);
       save_layout(ctx, interleaved, up_first);
-    }
-    static const auto& monitored_op() {
-      static const auto op =
-          op_handle<Tensor(const Tensor&, P..., bool, bool, const Tensor&, const Tensor&)>(Op::kPackedMonitored);
-      return op;
     }
     static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
       at::AutoDispatchBelowADInplaceOrView guard;
@@ -402,9 +282,7 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
   };
 
   static Tensor forward(const Tensor& gate, const Tensor& up, P... params) {
-    if (any_requires_grad({gate, up})) return Forward::apply(gate, up, params...);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return forward_op().call(gate, up, params...);
+    return apply_or_call<Forward>(forward_op(), {gate, up}, gate, up, params...);
   }
   static Pair backward(const Tensor& grad, const Tensor& gate, const Tensor& up, P... params) {
     if (any_requires_grad({grad, gate, up})) {
@@ -415,14 +293,10 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     return backward_op().call(grad, gate, up, params...);
   }
   static Tensor packed_forward(const Tensor& x, P... params, bool interleaved, bool up_first) {
-    if (any_requires_grad({x})) return PackedForward::apply(x, params..., interleaved, up_first);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return packed_forward_op().call(x, params..., interleaved, up_first);
+    return apply_or_call<PackedForward>(packed_forward_op(), {x}, x, params..., interleaved, up_first);
   }
   static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved, bool up_first) {
-    if (any_requires_grad({grad, x})) return PackedBackward::apply(grad, x, params..., interleaved, up_first);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return packed_backward_op().call(grad, x, params..., interleaved, up_first);
+    return apply_or_call<PackedBackward>(packed_backward_op(), {grad, x}, grad, x, params..., interleaved, up_first);
   }
   // Not differentiable: it overwrites what a derivative would read. It bumps
   // x's version, as ATen's in-place ops do, so that a saved x it overwrote
@@ -437,31 +311,6 @@ struct Autograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
     }
     torch::autograd::increment_version(x);
   }
-  static void register_into(torch::Library& m) {
-    m.impl(Op::kName, TORCH_FN(forward));
-    m.impl(Op::kBackward, TORCH_FN(backward));
-    m.impl(Op::kPacked, TORCH_FN(packed_forward));
-    m.impl(Op::kPackedBackward, TORCH_FN(packed_backward));
-    m.impl(Op::kPackedBackwardInPlace, TORCH_FN(packed_backward_inplace));
-    m.impl(Op::kQuantized,
-           TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op>, const Tensor&, const Tensor&, P...>::call)));
-    m.impl(Op::kPackedQuantized,
-           TORCH_FN((QuantizedWithoutGrad<QuantizedName<Op, true>, const Tensor&, P..., bool, bool>::call)));
-    m.impl(Op::kMonitored, TORCH_FN((Monitored<Forward, const Tensor&, const Tensor&, P...>::call)));
-    m.impl(Op::kPackedMonitored, TORCH_FN((Monitored<PackedForward, const Tensor&, P..., bool, bool>::call)));
-  }
 };
 
-struct QuantizeName {
-  static constexpr const char* kOp = "quantize";
-  static constexpr const char* kName = "quantize";
-};
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fused_acts, Autograd, m) {
-  for_each_op([&](auto op) { Autograd<decltype(op)>::register_into(m); });
-  m.impl("quantize", TORCH_FN((QuantizedWithoutGrad<QuantizeName, const Tensor&>::call)));
-}
-
-}  // namespace fused_acts
+}  // namespace fused_acts::autograd

@@ -1,0 +1,43 @@
+// What the autograd of every variant shares: finding an op below autograd,
+// and the choice between recording a Function and calling that op.
+#pragma once
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+
+#include <initializer_list>
+#include <string>
+
+namespace fused_acts::autograd {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The op *kName, typed Signature, looked up once.
+template <typename Signature, const char* const* kName>
+const c10::TypedOperatorHandle<Signature>& op_handle() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow((std::string("fused_acts::") + *kName).c_str(), "")
+                             .typed<Signature>();
+  return op;
+}
+
+inline bool any_requires_grad(std::initializer_list<Tensor> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const Tensor& t : tensors) {
+    if (t.requires_grad()) return true;
+  }
+  return false;
+}
+
+// Function::apply(args...) where one of inputs requires grad, else op's
+// kernel below autograd.
+template <typename Function, typename Op, typename... Args>
+auto apply_or_call(const Op& op, std::initializer_list<Tensor> inputs, const Args&... args) {
+  if (any_requires_grad(inputs)) return Function::apply(args...);
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(args...);
+}
+
+}  // namespace fused_acts::autograd

@@ -1,0 +1,75 @@
+// The monitored forwards' autograd kernels. A monitored forward records its
+// plain forward's Function (plain.h): the same saved inputs
+// (Plain::save_inputs) and the same backward. stats and histogram, which its
+// kernel adds to, are not differentiable; their versions are bumped, as an
+// ATen in-place op bumps its output's.
+#include "plain.h"
+
+namespace fused_acts::autograd {
+namespace {
+
+bool any_tensor_requires_grad(const Tensor& t) { return any_requires_grad({t}); }
+template <typename T>
+bool any_tensor_requires_grad(const T&) {
+  return false;
+}
+
+// The monitored op *kOp, whose arguments are Args... (its forward's) and then stats and histogram.
+template <typename Plain, const char* const* kOp, typename... Args>
+struct Monitored : torch::autograd::Function<Monitored<Plain, kOp, Args...>> {
+  static const auto& monitored_op() { return op_handle<Tensor(Args..., const Tensor&, const Tensor&), kOp>(); }
+  static Tensor forward(AutogradContext* ctx, Args... args, const Tensor& stats, const Tensor& histogram) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    Plain::save_inputs(ctx, args...);
+    return monitored_op().call(args..., stats, histogram);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list input_grads = Plain::backward(ctx, std::move(grads));
+    input_grads.resize(input_grads.size() + 2);
+    return input_grads;
+  }
+  static Tensor call(Args... args, const Tensor& stats, const Tensor& histogram) {
+    Tensor out;
+    if (at::GradMode::is_enabled() && (any_tensor_requires_grad(args) || ...)) {
+      out = Monitored::apply(args..., stats, histogram);
+    } else {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      out = monitored_op().call(args..., stats, histogram);
+    }
+    torch::autograd::increment_version(stats);
+    torch::autograd::increment_version(histogram);
+    return out;
+  }
+};
+
+template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
+struct MonitoredAutograd;
+
+template <typename Op, typename... P>
+struct MonitoredAutograd<Op, Unary, std::tuple<P...>> {
+  using Plain = PlainAutograd<Op>;
+  static void register_into(torch::Library& m) {
+    m.impl(Op::kMonitored, TORCH_FN((Monitored<typename Plain::Forward, &Op::kMonitored, const Tensor&, P...>::call)));
+  }
+};
+
+template <typename Op, typename... P>
+struct MonitoredAutograd<Op, Gated, std::tuple<P...>> {
+  using Plain = PlainAutograd<Op>;
+  static void register_into(torch::Library& m) {
+    m.impl(Op::kMonitored,
+           TORCH_FN((Monitored<typename Plain::Forward, &Op::kMonitored, const Tensor&, const Tensor&, P...>::call)));
+    m.impl(
+        Op::kPackedMonitored,
+        TORCH_FN(
+            (Monitored<typename Plain::PackedForward, &Op::kPackedMonitored, const Tensor&, P..., bool, bool>::call)));
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fused_acts, Autograd, m) {
+  for_each_op([&](auto op) { MonitoredAutograd<decltype(op)>::register_into(m); });
+}
+
+}  // namespace fused_acts::autograd
