@@ -2,10 +2,10 @@
 for, each once: eager's function, the fused unary op, and the gated op
 family that computes act(gate) * up. An activation is named with its params,
 as an ``Act``: ``Act("gelu", ("tanh",))``. How eager code spells each one
-(F.silu, nn.SiLU, x * torch.sigmoid(x), ...) is _recognize.py's concern.
+(F.silu, nn.SiLU, x * torch.sigmoid(x), ...) is _spellings.py's concern.
 
 Teaching the recognizer an activation is one entry here, plus its spellings
-in _recognize.activation_of where they are new."""
+in _spellings.activation_of where they are new."""
 
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -15,12 +15,12 @@ A packed x is split as the code did, described by `halves`:
 import torch
 import torch.nn.functional as F
 
-from . import _monitoring
+from . import _op_call
 from ._activations import ACTIVATIONS
 from ._checks import FLOATING
-from ._recompute import can_recompute, gated, gated_down, packed_gated_down
+from ._op_call import gated
+from ._recompute import can_recompute, gated_down, packed_gated_down
 
-_OPS = torch.ops.fused_acts
 _FLOATING = frozenset(FLOATING)
 
 
@@ -98,10 +98,7 @@ def _eager_packed(act, x, halves, up_first, eager_module):
 def unary(act, x):
     """act(x), as the fused unary op where x allows it."""
     if _runs_fused(x):
-        name, args = ACTIVATIONS[act.name].unary, (x, *act.params)
-        if _monitoring.site is not None:
-            return _monitoring.site.call(name, args)
-        return getattr(_OPS, name)(*args)
+        return _op_call.call(ACTIVATIONS[act.name].unary, (x, *act.params))
     return _eager_act(act, None)(x)
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _monitoring
+from . import _op_call
 from . import nn as fnn
 from ._checks import MAX_HISTOGRAM_BINS, NUM_STATS
-from .integrations import is_patched, patch_unpatched, restore_patched
+from ._patching import is_patched, patch_unpatched, restore_patched
 
 __all__ = ["monitor", "Monitor", "SiteStats", "HISTOGRAM_RANGE"]
 
@@ -276,12 +276,12 @@ class Monitor:
 
 def _monitored_forward(site, forward):
     def monitored_forward(*args, **kwargs):
-        outer = _monitoring.site
-        _monitoring.site = site
+        outer = _op_call.site
+        _op_call.site = site
         try:
             return forward(*args, **kwargs)
         finally:
-            _monitoring.site = outer
+            _op_call.site = outer
 
     return torch.compiler.disable(monitored_forward)
 

@@ -29,145 +29,10 @@ from torch import fx, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true, sym_eq
 
 from . import _fused_calls
-from . import nn as fnn
+from ._activation_modules import QUICK_GELU_BETA
 from ._activations import ACTIVATIONS, Act, gated_op
 from ._recompute import has_hooks
-
-# transformers' activation classes (by name, so transformers stays optional)
-# whose function is one of ours.
-_HF_ACTIVATIONS = {
-    "GELUActivation": Act("gelu", ("none",)),
-    "NewGELUActivation": Act("gelu", ("tanh",)),
-    "PytorchGELUTanh": Act("gelu", ("tanh",)),  # gelu_pytorch_tanh in older releases
-    "GELUTanh": Act("gelu", ("tanh",)),  # gelu_pytorch_tanh in newer releases
-    "FastGELUActivation": Act("gelu", ("tanh",)),
-    "SiLUActivation": Act("silu"),
-    "MishActivation": Act("mish"),
-    "QuickGELUActivation": Act("swish", (1.702,)),
-    "ReLUSquaredActivation": Act("relu_squared"),
-}
-
-QUICK_GELU_BETA = 1.702
-
-
-def module_activation(module):
-    """The Act a module computes, where it is one of ours, else None. A module
-    with hooks, or one in place, is None too: replacing it, or fusing it into
-    its product, would silently stop its hooks or its write."""
-    if not isinstance(module, nn.Module) or has_hooks(module) or getattr(module, "inplace", False):
-        return None
-    if isinstance(module, (nn.GELU, fnn.GELU)):
-        return Act("gelu", (module.approximate,))
-    if isinstance(module, (nn.SiLU, fnn.SiLU)):
-        return Act("silu")
-    if isinstance(module, (nn.Mish, fnn.Mish)):
-        return Act("mish")
-    if isinstance(module, fnn.Swish):
-        return Act("swish", (module.beta,))
-    if isinstance(module, fnn.ReLUSquared):
-        return Act("relu_squared")
-    if type(module) is nn.Sigmoid:
-        return Act("sigmoid")
-    if type(module) is nn.ReLU:
-        return Act("relu")
-    if type(module).__module__.startswith("transformers."):
-        return _HF_ACTIVATIONS.get(type(module).__name__)
-    return None
-
-
-def _calls(node, functions=(), methods=()):
-    if node.op == "call_function":
-        return node.target in functions
-    return node.op == "call_method" and node.target in methods
-
-
-def _arg(node, index, names, default=None):
-    """An argument given by position or by one of its names."""
-    if len(node.args) > index:
-        return node.args[index]
-    for name in (names,) if isinstance(names, str) else names:
-        if name in node.kwargs:
-            return node.kwargs[name]
-    return default
-
-
-_MULS = ((operator.mul, torch.mul, torch.Tensor.mul), ("mul",))
-
-
-def _factors(node):
-    """(a, b) where node is a * b of two graph values, else None."""
-    if _calls(node, *_MULS) and len(node.args) == 2 and not node.kwargs:
-        return node.args
-    return None
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def activation_of(node, modules):
-    """(act, x, inner) where node computes act(x) and inner are the nodes
-    between x and node, which node alone must use; else None."""
-    if not isinstance(node, fx.Node):
-        return None
-    if node.op == "call_module":
-        act = module_activation(modules.get(node.target))
-        if act is None or len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
-            return None
-        return act, node.args[0], ()
-    x = _arg(node, 0, ("input", "self"))
-    if not isinstance(x, fx.Node) or "out" in node.kwargs:
-        return None
-    inplace = _arg(node, 1, "inplace", False)
-    if _calls(node, (F.silu,)) and not inplace:
-        return Act("silu"), x, ()
-    if _calls(node, (F.mish,)) and not inplace:
-        return Act("mish"), x, ()
-    if _calls(node, (F.gelu,)):
-        approximate = _arg(node, 1, "approximate", "none")
-        return (Act("gelu", (approximate,)), x, ()) if approximate in ("none", "tanh") else None
-    if _calls(node, (torch.sigmoid, F.sigmoid, torch.special.expit), ("sigmoid",)) and len(node.args) == 1:
-        return Act("sigmoid"), x, ()
-    if _calls(node, (torch.relu, F.relu), ("relu",)) and not (node.target is F.relu and inplace):
-        return Act("relu"), x, ()
-    return _relu_squared(node, modules) or _swish(node, modules)
-
-
-def _relu_squared(node, modules):
-    """relu(x) squared: torch.square, .square(), ** 2, pow(., 2) or r * r."""
-    if _calls(node, (torch.square,), ("square",)) and len(node.args) == 1:
-        base = node.args[0]
-    elif _calls(node, (operator.pow, torch.pow), ("pow",)) and len(node.args) == 2 and node.args[1] == 2:
-        base = node.args[0]
-    elif _factors(node) and node.args[0] is node.args[1]:
-        base = node.args[0]
-    else:
-        return None
-    found = activation_of(base, modules)
-    if found is None or found[0].name != "relu" or len(base.users) != 1:
-        return None
-    return Act("relu_squared"), found[1], (base,)
-
-
-def _swish(node, modules):
-    """x * sigmoid(beta * x), in any order: SiLU at beta = 1."""
-    factors = _factors(node)
-    if factors is None:
-        return None
-    for x, s in (factors, factors[::-1]):
-        found = activation_of(s, modules)
-        if found is None or found[0].name != "sigmoid" or len(s.users) != 1:
-            continue
-        z = found[1]
-        if z is x:
-            return Act("silu"), x, (s,)
-        scaled = _factors(z)
-        if scaled is None or len(z.users) != 1:
-            continue
-        for beta, y in (scaled, scaled[::-1]):
-            if y is x and _is_number(beta) and beta != 0:
-                return (Act("silu") if beta == 1 else Act("swish", (float(beta),))), x, (s, z)
-    return None
+from ._spellings import activation_of, arg_of, is_call_of, mul_factors
 
 
 def _example(node):
@@ -208,12 +73,12 @@ def _half(node):
     if not isinstance(source, fx.Node):
         return None
     if index in (0, 1) and not isinstance(index, bool):
-        x = _arg(source, 0, ("input", "self", "tensor"))
-        if _calls(source, (torch.chunk,), ("chunk",)) and _arg(source, 1, "chunks") == 2:
-            return x, ("chunk", _arg(source, 2, "dim", 0)), index, (node, source)
-        if _calls(source, (torch.split,), ("split",)):
-            size = _arg(source, 1, ("split_size_or_sections", "split_size"))
-            return x, ("split", size, _arg(source, 2, "dim", 0)), index, (node, source)
+        x = arg_of(source, 0, ("input", "self", "tensor"))
+        if is_call_of(source, (torch.chunk,), ("chunk",)) and arg_of(source, 1, "chunks") == 2:
+            return x, ("chunk", arg_of(source, 2, "dim", 0)), index, (node, source)
+        if is_call_of(source, (torch.split,), ("split",)):
+            size = arg_of(source, 1, ("split_size_or_sections", "split_size"))
+            return x, ("split", size, arg_of(source, 2, "dim", 0)), index, (node, source)
         return None
     if not (isinstance(index, tuple) and len(index) == 2 and index[0] is Ellipsis and isinstance(index[1], slice)):
         return None
@@ -258,7 +123,7 @@ class _Rewriter:
         return all(user in allowed for user in node.users)
 
     def gated(self, mul):
-        factors = _factors(mul)
+        factors = mul_factors(mul)
         if factors is None or activation_of(mul, self.modules) is not None:  # a swish
             return
         for act_node, up in (factors, factors[::-1]):
@@ -326,8 +191,8 @@ class _Rewriter:
         return node.op == "call_module" and node.args == (arg,) and not node.kwargs and isinstance(arg, fx.Node)
 
     def glu(self, node):
-        if _calls(node, (F.glu,)):
-            x, dim, eager = _arg(node, 0, "input"), _arg(node, 1, "dim", -1), None
+        if is_call_of(node, (F.glu,)):
+            x, dim, eager = arg_of(node, 0, "input"), arg_of(node, 1, "dim", -1), None
         elif node.op == "call_module" and type(self.modules.get(node.target)) is nn.GLU and len(node.args) == 1:
             module = self.modules[node.target]
             if has_hooks(module):

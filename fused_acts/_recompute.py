@@ -21,21 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _monitoring
+from ._op_call import gated
 
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _OPS = torch.ops.fused_acts
-
-
-def gated(op, gate, up=None):
-    """act(gate) * up as one fused op, a GatedOp (up=None: gate is packed as op says)."""
-    if up is None:
-        name, args = f"{op.family}_packed", (gate, *op.params, op.interleaved, op.up_first)
-    else:
-        name, args = op.family, (gate, up, *op.params)
-    if _monitoring.site is not None:
-        return _monitoring.site.call(name, args)
-    return getattr(_OPS, name)(*args)
 
 
 def _gated_backward(op, grad, gate, up):

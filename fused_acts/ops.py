@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import _fake, _monitoring, _sharding, _vmap  # noqa: F401  (register the ops' Python parts)
+from . import _fake, _op_call, _sharding, _vmap  # noqa: F401  (register the ops' Python parts)
 
 __all__ = [
     "gelu",
@@ -63,9 +63,7 @@ def _call(op, base, args, out_dtype, granularity, scale, scale_dtype):
     if out_dtype is None:
         # The plain call, checked inline: it is on every call's path.
         if granularity is None and scale is None and scale_dtype is torch.float32:
-            if _monitoring.site is not None:
-                return _monitoring.site.call(base, args)
-            return getattr(_ops, base)(*args)
+            return _op_call.call(base, args)
         raise ValueError(f"{op}: granularity, scale and scale_dtype describe a quantized output; give out_dtype too")
     return _quantized(getattr(_ops, f"{base}_quantized"), op, args, out_dtype, granularity, scale, scale_dtype)
 
