@@ -194,13 +194,15 @@ def main():
     import torch
     from torch.utils.cpp_extension import BuildExtension
 
+    jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
+
     class Build(BuildExtension):
         def finalize_options(self):
             super().finalize_options()
             # MAX_JOBS files compile at once: the extensions build side by
             # side, each running its share of them (torch's ninja reads
-            # MAX_JOBS as its -j).
-            jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
+            # MAX_JOBS as its -j). jobs is the user's MAX_JOBS, read before
+            # this sets it: an editable install finalizes this command twice.
             self.parallel = min(jobs, len(self.extensions))
             os.environ["MAX_JOBS"] = str(max(1, jobs // self.parallel))
             print(f"fused_acts: {self.parallel} extensions at once, {os.environ['MAX_JOBS']} files each")
