@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import _fake, _op_call, _sharding, _vmap  # noqa: F401  (register the ops' Python parts)
+from . import _fake, _op_call, _sharding, _vmap  # noqa: F401  (_fake, _sharding, _vmap register the ops' Python parts)
 
 __all__ = [
     "gelu",

@@ -31,6 +31,14 @@ inline bool any_requires_grad(std::initializer_list<Tensor> tensors) {
   return false;
 }
 
+// Whether an op's argument requires grad under grad mode: a tensor may, a
+// param never.
+inline bool requires_grad(const Tensor& t) { return any_requires_grad({t}); }
+template <typename T>
+bool requires_grad(const T&) {
+  return false;
+}
+
 // Function::apply(args...) where one of inputs requires grad, else op's
 // kernel below autograd.
 template <typename Function, typename Op, typename... Args>

@@ -8,12 +8,6 @@
 namespace fused_acts::autograd {
 namespace {
 
-bool any_tensor_requires_grad(const Tensor& t) { return any_requires_grad({t}); }
-template <typename T>
-bool any_tensor_requires_grad(const T&) {
-  return false;
-}
-
 // The monitored op *kOp, whose arguments are Args... (its forward's) and then stats and histogram.
 template <typename Plain, const char* const* kOp, typename... Args>
 struct Monitored : torch::autograd::Function<Monitored<Plain, kOp, Args...>> {
@@ -30,7 +24,7 @@ struct Monitored : torch::autograd::Function<Monitored<Plain, kOp, Args...>> {
   }
   static Tensor call(Args... args, const Tensor& stats, const Tensor& histogram) {
     Tensor out;
-    if (at::GradMode::is_enabled() && (any_tensor_requires_grad(args) || ...)) {
+    if ((requires_grad(args) || ...)) {
       out = Monitored::apply(args..., stats, histogram);
     } else {
       at::AutoDispatchBelowADInplaceOrView guard;

@@ -12,14 +12,6 @@
 namespace fused_acts::autograd {
 namespace {
 
-void refuse_grad(const char* op, const Tensor& t) {
-  TORCH_CHECK(!any_requires_grad({t}), op,
-              ": a quantized output has no gradient, but an input requires grad; call it under torch.no_grad() or "
-              "torch.inference_mode()");
-}
-template <typename T>
-void refuse_grad(const char*, const T&) {}
-
 // The quantized op *kOp, whose arguments are Forward... (its forward's) and
 // then the format (schemas.cpp's kQuantizedSchema); messages name it *kName.
 template <const char* const* kOp, const char* const* kName, typename... Forward>
@@ -27,7 +19,9 @@ struct WithoutGrad {
   using Result = std::tuple<Tensor, Tensor>;
   static Result call(Forward... args, at::ScalarType out_dtype, int64_t group_size, bool per_tensor,
                      std::optional<at::ScalarType> scale_dtype, const std::optional<Tensor>& scale) {
-    (refuse_grad(*kName, args), ...);
+    TORCH_CHECK(!(requires_grad(args) || ...), *kName,
+                ": a quantized output has no gradient, but an input requires grad; call it under torch.no_grad() or "
+                "torch.inference_mode()");
     at::AutoDispatchBelowADInplaceOrView guard;
     return op_handle<Result(Forward..., at::ScalarType, int64_t, bool, std::optional<at::ScalarType>,
                             const std::optional<Tensor>&),
