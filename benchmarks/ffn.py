@@ -12,6 +12,7 @@ from torch import nn
 
 import fused_acts
 from fused_acts.nn import SwiGLUFFN
+from fused_acts.testing import saved_bytes
 
 from .measure import Row, check_against_eager
 from .timing import interleaved_medians
@@ -84,24 +85,6 @@ def ffn_blocks(dim, hidden, use_compile=False):
         },
         "gelu_mlp": {"fused": patched(gelu), "eager": gelu, **compiled(gelu, use_compile)},
     }
-
-
-def saved_bytes(block, *inputs, **kwargs):
-    """Bytes autograd keeps for backward over one forward of block(*inputs,
-    **kwargs) (each storage once), parameters excluded: the activations a
-    training step holds."""
-    params = {p.untyped_storage().data_ptr() for p in block.parameters()}
-    seen = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(*inputs, **kwargs)
-    return sum(seen.values())
 
 
 def peak_memory(step, device):

@@ -18,7 +18,7 @@ class Row:
     device: str
     dtype: str
     op: str
-    mode: str
+    workload: str  # what was timed: fwd or fwdbwd (ops, FFN blocks, calls); train, prefill or decode (models)
     shape: list
     numel: int
     candidate: str
@@ -30,6 +30,7 @@ class Row:
     speedup_vs_compile: float = math.nan
     saved_mb: float = math.nan
     peak_mb: float = math.nan
+    out_format: str = ""  # a quantized row's output format: fp8, int8, mxfp8, ...
     error: str = ""
     extra: dict = field(default_factory=dict)
 

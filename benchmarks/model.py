@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .ffn import patched, peak_memory, saved_bytes
+from fused_acts.testing import Sizes, saved_bytes, tiny_config
+
+from .ffn import patched, peak_memory
 from .measure import Row, tolerances
+from .tables import fmt
 from .timing import interleaved_medians
 
 MODELS = ["llama", "qwen3_moe", "gpt_oss"]
@@ -62,37 +65,22 @@ QUICK_SHAPE = Shape(2, 64, 128, 256, 4, 2, 4, 2, 2, 16, 4, 4)
 
 
 def config(name, s):
-    import transformers
-
-    common = dict(
-        vocab_size=s.vocab,
-        hidden_size=s.hidden,
-        num_hidden_layers=s.layers,
-        num_attention_heads=s.heads,
-        num_key_value_heads=s.kv_heads,
+    """name's transformers config at shape s's sizes."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    sizes = Sizes(
+        vocab=s.vocab,
+        hidden=s.hidden,
+        intermediate=s.intermediate,
+        layers=s.layers,
+        heads=s.heads,
+        kv_heads=s.kv_heads,
+        experts=s.experts,
+        experts_per_token=s.experts_per_token,
+        expert_intermediate=s.expert_intermediate,
+        positions=None,
     )
-    if name == "llama":
-        return transformers.LlamaConfig(**common, intermediate_size=s.intermediate)
-    if name == "qwen3_moe":
-        return transformers.Qwen3MoeConfig(
-            **common,
-            intermediate_size=s.intermediate,
-            moe_intermediate_size=s.expert_intermediate,
-            num_experts=s.experts,
-            num_experts_per_tok=s.experts_per_token,
-            head_dim=s.hidden // s.heads,
-        )
-    if name == "gpt_oss":
-        return transformers.GptOssConfig(
-            **common,
-            intermediate_size=s.expert_intermediate,
-            num_local_experts=s.experts,
-            num_experts_per_tok=s.experts_per_token,
-            head_dim=s.hidden // s.heads,
-            sliding_window=max(1, s.seq // 2),
-            layer_types=["sliding_attention", "full_attention"] * (s.layers // 2) + ["full_attention"] * (s.layers % 2),
-        )
-    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    return tiny_config(name, sizes, **({"sliding_window": max(1, s.seq // 2)} if name == "gpt_oss" else {}))
 
 
 def build(name, shape, dtype, device):
@@ -207,3 +195,47 @@ def bench_model(name, shape, dtype, device, timer, args):
                     "shape": shape.describe(name),
                 }
     return rows
+
+
+def lines(model_rows):
+    """The whole-model table: a line per model, dtype and candidate, with its
+    training step, bytes saved for backward, peak (CUDA), prefill and greedy
+    decode, each with its ratio to eager (eager's ÷ the candidate's), and
+    whether greedy tokens are eager's."""
+    if not model_rows:
+        return []
+    lines = ["## Whole models", "", "transformers models built from their configs, random weights:", ""]
+    for name, describe in dict.fromkeys((r.op, r.extra["shape"]) for r in model_rows if "shape" in r.extra):
+        lines.append(f"- {name}: {describe}")
+    with_peak = any(not math.isnan(r.peak_mb) for r in model_rows)
+    header = ["model", "dtype", "candidate", "train ms", "× eager", "saved MB", "× eager"]
+    header += (["peak MB"] if with_peak else []) + ["prefill ms", "× eager", "decode tok/s", "× eager"]
+    header += ["greedy = eager"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = {}
+    for r in model_rows:
+        groups.setdefault((r.op, r.dtype), {}).setdefault(r.candidate, {})[r.workload] = r
+    for (name, dtype), by in groups.items():
+        eager = by["eager"]
+        for candidate, measures in by.items():
+            train, prefill, decode = (measures[m] for m in ("train", "prefill", "decode"))
+            cells = [name, dtype, candidate, fmt(train.median_ms, ".1f"), fmt(train.speedup_vs_eager, ".3f")]
+            cells += [fmt(train.saved_mb, ".1f"), fmt(eager["train"].saved_mb / train.saved_mb, ".2f")]
+            cells += [fmt(train.peak_mb, ".0f")] if with_peak else []
+            cells += [fmt(prefill.median_ms, ".2f"), fmt(prefill.speedup_vs_eager, ".3f")]
+            cells += [fmt(decode.extra.get("tokens_per_s"), ".1f"), fmt(decode.speedup_vs_eager, ".3f")]
+            if train.error:
+                cells.append(train.error)
+            else:
+                first = decode.extra["first_token_unlike_eager"]
+                cells.append("yes" if first is None else f"no, from token {first}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [
+        "",
+        "train ms: a training step (forward with the loss, then backward); saved MB: the activations autograd "
+        "keeps for backward, parameters excluded"
+        + ("; peak MB: the step's peak allocation above the model's" if with_peak else "")
+        + "; prefill ms: a forward over the prompt; decode tok/s: greedy decoding with the KV cache; "
+        "greedy = eager: whether the decoded tokens are eager's.",
+        "",
+    ]

@@ -11,6 +11,7 @@ import fused_acts
 from . import cases
 from .measure import Row
 from .per_call import CALLS_PER_SAMPLE
+from .tables import fmt, geomean_summary
 from .timing import interleaved_medians
 
 OPS = ["swiglu_packed", "gelu"]
@@ -91,18 +92,19 @@ def bench_quantized(op, rows, cols, fmt, dtype, device, timer, args):
     with torch.inference_mode():
         problem = differs_from_definition(fused, inputs, kwargs)
         medians = {} if problem else per_call_medians(fns, inputs, rows * cols, timer, args)
-    out_rows = timed_rows("quant", device, dtype, op, fmt, (rows, cols), list(fns), medians, problem)
+    out_rows = timed_rows("quant", device, dtype, op, "fwd", (rows, cols), list(fns), medians, problem)
     for row in out_rows:
+        row.out_format = fmt
         if not problem:
             row.speedup_vs_compile = medians["compile"] / medians[row.candidate] if "compile" in medians else math.nan
     return out_rows
 
 
-def timed_rows(kind, device, dtype, op, mode, shape, names, medians, problem):
+def timed_rows(kind, device, dtype, op, workload, shape, names, medians, problem):
     """A Row per candidate: its median per call and its speedup over eager's, or why it was not timed."""
     out_rows = []
     for name in names:
-        row = Row(kind, device, str(dtype).removeprefix("torch."), op, mode, list(shape), math.prod(shape), name)
+        row = Row(kind, device, str(dtype).removeprefix("torch."), op, workload, list(shape), math.prod(shape), name)
         out_rows.append(row)
         if problem:
             row.error = f"wrong result, not timed: {problem}"
@@ -110,3 +112,41 @@ def timed_rows(kind, device, dtype, op, mode, shape, names, medians, problem):
         row.median_ms = medians[name] * 1e3
         row.speedup_vs_eager = medians["eager"] / medians[name]
     return out_rows
+
+
+def lines(quant_rows):
+    """The quantized-output table: µs per call of the fused act+quant, of
+    eager's op then quantize, and of torch.compile of that pair; the speedups."""
+    if not quant_rows:
+        return []
+    has_compile = any(r.candidate == "compile" for r in quant_rows)
+    names = "fused / eager" + (" / compile" if has_compile else "")
+    header = ["op", "dtype", "shape", "format", f"µs {names}", "× eager"] + (["× compile"] if has_compile else [])
+    lines = ["## Quantized outputs", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = {}
+    for r in quant_rows:
+        groups.setdefault((r.op, r.dtype, tuple(r.shape), r.out_format), {})[r.candidate] = r
+    for (op, dtype, shape, fmt_name), by in groups.items():
+        fused = by["fused"]
+        times = " / ".join(fmt(by[c].median_ms * 1e3, ".1f") for c in ("fused", "eager", "compile") if c in by)
+        cells = [op, dtype, "×".join(map(str, shape)), fmt_name, times, fmt(fused.speedup_vs_eager, ".2f")]
+        if has_compile:
+            cells.append(fmt(fused.speedup_vs_compile, ".2f"))
+        lines.append("| " + " | ".join(cells) + " |")
+        if fused.error:
+            lines.append(f"|  fused: {fused.error} |")
+    lines.append("")
+    fused_rows = [r for r in quant_rows if r.candidate == "fused"]
+    for vs in ("eager", "compile"):
+        s = geomean_summary(fused_rows, vs)
+        if s:
+            lines.append(f"Geometric mean, quantized, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)")
+    return lines + [
+        "",
+        "Inference mode. fused: the activation with its quantized output (out_dtype), in one pass; eager: the "
+        "activation, then fused_acts.quantize"
+        + ("; compile: torch.compile of that pair" if has_compile else "")
+        + ". format: the output dtype, then the scale's granularity (row, group of n, tensor) and dtype.",
+        "",
+    ]

@@ -6,7 +6,6 @@ import datetime
 import json
 import math
 import platform
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import torch
 
 import fused_acts
 
-from . import monitor
-from .cases import MODES, OPS
+from . import model, monitor, plots, quantized
+from .cases import MODES
+from .tables import fmt, geomean_summary, markdown_table
 
 
 def machine_info(device, threads):
@@ -41,104 +41,73 @@ def machine_info(device, threads):
     return info
 
 
-def fmt(value, spec):
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+RATIOS = (
+    "Every × column is a speedup: the other candidate's time (or memory) ÷ this one's, so above 1 means "
+    "fused_acts is faster (or lighter). Times are medians of the candidates run in turns."
+)
 
 
 def render_tables(rows, info, copy_gbps):
-    """Markdown tables: one line per (op, dtype, shape, mode)."""
+    """results.md: the machine, then a section per kind of measure, each
+    table followed by what its columns mean."""
     lines = [
+        "# fused_acts benchmark",
+        "",
         f"Machine: {', '.join(f'{k}={v}' for k, v in info.items())}",
-        f"Copy bandwidth (read+write): {copy_gbps:.1f} GB/s",
+        "",
+        f"Copy bandwidth (bytes read + written per second by a large copy, out of cache): {copy_gbps:.1f} GB/s",
+        "",
+        RATIOS,
         "",
     ]
-    lines += model_lines([r for r in rows if r.kind == "model"])
-    op_rows = [r for r in rows if r.kind == "op"]
-    if op_rows:
-        has_compile = any(r.candidate == "compile" for r in op_rows)
-        has_liger = any(r.candidate == "liger" for r in op_rows)
-        header = ["op", "dtype", "shape", "mode", "fused ms", "eager ms"]
-        header += ["compile ms"] if has_compile else []
-        header += ["liger ms"] if has_liger else []
-        header += ["× eager"] + (["× compile"] if has_compile else []) + (["× liger"] if has_liger else [])
-        header += ["fused GB/s", "% of copy"]
-        on_cpu = any(r.device == "cpu" for r in op_rows)
-        if on_cpu:
-            header += [
-                "page faults/call "
-                + "/".join(c for c in ("fused", "eager", "compile", "liger") if any(r.candidate == c for r in op_rows))
-            ]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        groups = {}
-        for r in op_rows:
-            groups.setdefault((r.op, r.dtype, tuple(r.shape), r.mode), {})[r.candidate] = r
-        for (op, dtype, shape, mode), by in groups.items():
-            f = by["fused"]
-            cells = [
-                op,
-                dtype,
-                "×".join(map(str, shape)),
-                mode,
-                fmt(f.median_ms, ".3f"),
-                fmt(by["eager"].median_ms, ".3f"),
-            ]
-            if has_compile:
-                cells.append(fmt(by["compile"].median_ms, ".3f") if "compile" in by else "-")
-            if has_liger:
-                cells.append(fmt(by["liger"].median_ms, ".3f") if "liger" in by else "-")
-            cells.append(fmt(f.speedup_vs_eager, ".2f"))
-            if has_compile:
-                cells.append(fmt(f.speedup_vs_compile, ".2f"))
-            if has_liger:
-                liger = by.get("liger")
-                cells.append(fmt(liger.median_ms / f.median_ms, ".2f") if liger and not liger.error else "-")
-            cells += [fmt(f.gbps, ".1f"), fmt(f.pct_of_copy, ".0f")]
-            if on_cpu:
-                cells.append("/".join(fmt(r.page_faults, ".0f") for r in by.values()))
-            lines.append("| " + " | ".join(cells) + " |")
-            for cand in by.values():
-                if cand.error:
-                    lines.append(f"|  {cand.candidate}: {cand.error} |")
-        lines.append("")
-        lines += geomean_lines(op_rows)
+    lines += model.lines([r for r in rows if r.kind == "model"])
+    lines += op_lines([r for r in rows if r.kind == "op"])
     lines += ffn_lines([r for r in rows if r.kind == "ffn"])
     lines += per_call_lines([r for r in rows if r.kind == "call"])
-    lines += quantized_lines([r for r in rows if r.kind == "quant"])
+    lines += quantized.lines([r for r in rows if r.kind == "quant"])
     lines += monitor.lines([r for r in rows if r.kind == "monitor"])
     return "\n".join(lines)
 
 
-def model_lines(model_rows):
-    """The whole-model table: a line per model, dtype and candidate, with its
-    training step, bytes saved for backward, peak (CUDA), prefill and greedy
-    decode, each with its ratio to eager (time: eager's ÷ the candidate's;
-    memory: the candidate's ÷ eager's), and whether greedy tokens are eager's."""
-    if not model_rows:
+def op_lines(op_rows):
+    """The per-op table: a line per (op, dtype, shape, workload), then the geometric means."""
+    if not op_rows:
         return []
-    lines = ["Whole models, random weights:", ""]
-    for name, describe in dict.fromkeys((r.op, r.extra["shape"]) for r in model_rows if "shape" in r.extra):
-        lines.append(f"- {name}: {describe}")
-    header = ["model", "dtype", "candidate", "train ms", "× eager", "saved MB", "of eager's", "peak MB"]
-    header += ["prefill ms", "× eager", "decode tok/s", "× eager", "greedy = eager"]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    candidates = [c for c in ("fused", "eager", "compile", "liger") if any(r.candidate == c for r in op_rows)]
+    rivals = candidates[1:]
+    on_cpu = any(r.device == "cpu" for r in op_rows)
+    header = ["op", "dtype", "shape", "workload", *(f"{c} ms" for c in candidates), *(f"× {c}" for c in rivals)]
+    header += ["fused GB/s", "% of copy"] + (["page faults per call, " + " / ".join(candidates)] if on_cpu else [])
     groups = {}
-    for r in model_rows:
-        groups.setdefault((r.op, r.dtype), {}).setdefault(r.candidate, {})[r.mode] = r
-    for (name, dtype), by in groups.items():
-        eager = by["eager"]
-        for candidate, measures in by.items():
-            train, prefill, decode = (measures[m] for m in ("train", "prefill", "decode"))
-            cells = [name, dtype, candidate, fmt(train.median_ms, ".1f"), fmt(train.speedup_vs_eager, ".3f")]
-            cells += [fmt(train.saved_mb, ".1f"), fmt(train.saved_mb / eager["train"].saved_mb, ".2f")]
-            cells += [fmt(train.peak_mb, ".0f"), fmt(prefill.median_ms, ".2f"), fmt(prefill.speedup_vs_eager, ".3f")]
-            cells += [fmt(decode.extra.get("tokens_per_s"), ".1f"), fmt(decode.speedup_vs_eager, ".3f")]
-            if train.error:
-                cells.append(train.error)
-            else:
-                first = decode.extra["first_token_unlike_eager"]
-                cells.append("yes" if first is None else f"no, from token {first}")
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""]
+    for r in op_rows:
+        groups.setdefault((r.op, r.dtype, tuple(r.shape), r.workload), {})[r.candidate] = r
+    body = []
+    for (op, dtype, shape, workload), by in groups.items():
+        f = by["fused"]
+        cells = [op, dtype, "×".join(map(str, shape)), workload]
+        cells += [fmt(by[c].median_ms, ".3f") if c in by else "-" for c in candidates]
+        for c in rivals:
+            rival = by.get(c)
+            ok = rival is not None and not rival.error
+            cells.append(fmt(rival.median_ms / f.median_ms, ".2f") if ok else "-")
+        cells += [fmt(f.gbps, ".1f"), fmt(f.pct_of_copy, ".0f")]
+        if on_cpu:
+            cells.append(" / ".join(fmt(by[c].page_faults, ".0f") if c in by else "-" for c in candidates))
+        body.append("| " + " | ".join(cells) + " |")
+        body += [f"|  {c.candidate}: {c.error} |" for c in by.values() if c.error]
+    return [
+        "## Per op",
+        "",
+        *markdown_table(header, body),
+        "",
+        "workload: fwd is the forward; fwdbwd a forward and its backward. ms: median per call. "
+        "fused GB/s: the bytes the op must move (its inputs read and outputs written once) ÷ fused's time; "
+        "% of copy: that against the copy's bandwidth above, which sizes that fit in cache exceed, "
+        "since the copy is measured out of cache."
+        + (" page faults: per call, where a fresh output is not yet mapped (ideally 0)." if on_cpu else ""),
+        "",
+        *geomean_lines(op_rows),
+    ]
 
 
 def ffn_lines(ffn_rows):
@@ -155,8 +124,9 @@ def ffn_lines(ffn_rows):
     with_compile = "compile_fused_acts" in candidates
     if with_compile:
         header.append("backend × compile")
-    header += [f"saved MB {names}", f"peak MB {names}"]
-    lines = ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    with_peak = any(not math.isnan(r.peak_mb) for r in ffn_rows)
+    header += [f"saved MB {names}"] + ([f"peak MB {names}"] if with_peak else [])
+    lines = ["## FFN blocks", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups = {}
     for r in ffn_rows:
         groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[r.candidate] = r
@@ -172,166 +142,77 @@ def ffn_lines(ffn_rows):
             ratio = plain.median_ms / backend.median_ms if backend and plain else math.nan
             cells.append(fmt(ratio, ".2f"))
         cells.append(per_candidate(by, "saved_mb", ".1f"))
-        cells.append(per_candidate(by, "peak_mb", ".1f"))
+        cells += [per_candidate(by, "peak_mb", ".1f")] if with_peak else []
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return lines + [
+        "",
+        "A transformer FFN block (its projections and activation), forward and backward. recompute: patched with "
+        "recompute=True, which keeps gate‖up instead of the activation's output"
+        + ("; backend × compile: torch.compile's time ÷ the fused_acts compile backend's" if with_compile else "")
+        + "; saved MB: the activations autograd keeps for backward, parameters excluded"
+        + ("; peak MB: the peak allocation above the block's" if with_peak else "")
+        + ".",
+        "",
+    ]
 
 
 def per_call_lines(call_rows):
-    """The per-call table: µs per call, fused and eager, and fused ÷ eager, per mode."""
+    """The per-call table: µs per call, fused and eager, and eager's ÷ fused's, per workload."""
     if not call_rows:
         return []
-    modes = list(dict.fromkeys(r.mode for r in call_rows))
+    workloads = list(dict.fromkeys(r.workload for r in call_rows))
     header = ["op", "dtype", "shape"]
-    for mode in modes:
-        header += [f"{mode} µs fused / eager", "÷"]
-    lines = ["", "Per call (µs), and fused time ÷ eager's:", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for workload in workloads:
+        header += [f"{workload} µs fused / eager", "× eager"]
     groups = {}
     for r in call_rows:
-        groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[(r.mode, r.candidate)] = r
+        groups.setdefault((r.op, r.dtype, tuple(r.shape)), {})[(r.workload, r.candidate)] = r
+    body = []
     for (op, dtype, shape), by in groups.items():
         cells = [op, dtype, "×".join(map(str, shape))]
-        for mode in modes:
-            fused, eager = by[(mode, "fused")], by[(mode, "eager")]
+        for workload in workloads:
+            fused, eager = by[(workload, "fused")], by[(workload, "eager")]
             cells += [
                 f"{fmt(fused.median_ms * 1e3, '.1f')} / {fmt(eager.median_ms * 1e3, '.1f')}",
-                fmt(1 / fused.speedup_vs_eager, ".2f"),
+                fmt(fused.speedup_vs_eager, ".2f"),
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def quantized_lines(quant_rows):
-    """The quantized-output table: µs per call of the fused act+quant, of
-    eager's op then quantize, and of torch.compile of that pair; the speedups."""
-    if not quant_rows:
-        return []
-    has_compile = any(r.candidate == "compile" for r in quant_rows)
-    names = "fused / eager" + (" / compile" if has_compile else "")
-    header = ["op", "dtype", "shape", "format", f"µs {names}", "× eager"] + (["× compile"] if has_compile else [])
-    lines = ["", "Quantized outputs (inference mode), fused act+quant against the op then quantize:", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    groups = {}
-    for r in quant_rows:
-        groups.setdefault((r.op, r.dtype, tuple(r.shape), r.mode), {})[r.candidate] = r
-    for (op, dtype, shape, fmt_name), by in groups.items():
-        fused = by["fused"]
-        times = " / ".join(fmt(by[c].median_ms * 1e3, ".1f") for c in ("fused", "eager", "compile") if c in by)
-        cells = [op, dtype, "×".join(map(str, shape)), fmt_name, times, fmt(fused.speedup_vs_eager, ".2f")]
-        if has_compile:
-            cells.append(fmt(fused.speedup_vs_compile, ".2f"))
-        lines.append("| " + " | ".join(cells) + " |")
-        if fused.error:
-            lines.append(f"|  fused: {fused.error} |")
-    lines.append("")
-    fused_rows = [r for r in quant_rows if r.candidate == "fused"]
-    for vs in ("eager", "compile"):
-        s = geomean_summary(fused_rows, vs)
-        if s:
-            lines.append(f"Geometric mean, quantized, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)")
-    return lines
-
-
-def geomean_summary(rows, vs):
-    """(geometric mean, min, count) of the rows' speedups against vs, or None if none has one."""
-    values = [v for v in (getattr(r, f"speedup_vs_{vs}") for r in rows) if not math.isnan(v)]
-    if not values:
-        return None
-    return math.exp(sum(map(math.log, values)) / len(values)), min(values), len(values)
+        body.append("| " + " | ".join(cells) + " |")
+    return [
+        "## Per call",
+        "",
+        *markdown_table(header, body),
+        "",
+        "Decode-sized calls, one thread, where the cost of a call (Python, dispatch, autograd) outweighs the "
+        "kernel's: µs per call through fused_acts' Python API and through eager's; × eager below 1 means "
+        "fused_acts' call costs more than eager's.",
+        "",
+    ]
 
 
 def geomean_lines(op_rows):
     """Geometric-mean speedups over all cells, then per op (over its dtypes and sizes)."""
     fused = [r for r in op_rows if r.candidate == "fused"]
-
-    lines = []
-    for mode in MODES:
+    lines = ["### Geometric means", ""]
+    for workload in MODES:
         for vs in ("eager", "compile"):
-            s = geomean_summary([r for r in fused if r.mode == mode], vs)
+            s = geomean_summary([r for r in fused if r.workload == workload], vs)
             if s:
-                lines.append(
-                    f"Geometric mean speedup, {mode}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)"
-                )
+                lines.append(f"- {workload}, fused vs {vs}: {s[0]:.2f}× over {s[2]} cells (min {s[1]:.2f}×)")
     per_op = []
-    for mode in MODES:
+    for workload in MODES:
         for op in dict.fromkeys(r.op for r in fused):
-            rows = [r for r in fused if r.op == op and r.mode == mode]
+            rows = [r for r in fused if r.op == op and r.workload == workload]
             cells = [geomean_summary(rows, vs) for vs in ("eager", "compile")]
             if cells[0]:
                 per_op.append(
-                    f"| {op} | {mode} | {cells[0][2]} | "
+                    f"| {op} | {workload} | {cells[0][2]} | "
                     + " | ".join(f"{c[0]:.2f}× ({c[1]:.2f}×)" if c else "-" for c in cells)
                     + " |"
                 )
     if per_op:
-        lines += [
-            "",
-            "Per op, over its dtypes and sizes:",
-            "",
-            "| op | mode | cells | × eager, geomean (min) | × compile, geomean (min) |",
-            "|---|---|---|---|---|",
-            *per_op,
-        ]
+        header = ["op", "workload", "cells", "× eager, geomean (min)", "× compile, geomean (min)"]
+        lines += ["", *markdown_table(header, per_op), "", "Per op, over its dtypes and sizes.", ""]
     return lines
-
-
-def plot(rows, copy_gbps, out_dir, info):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
-        return []
-    paths = []
-    fused = [r for r in rows if r.kind == "op" and r.candidate == "fused" and not r.error]
-    if not fused:
-        return paths
-    title = info.get("gpu") or info.get("cpu", "")
-    # Speedup per op at the largest size, forward+backward.
-    fig, ax = plt.subplots(figsize=(9, 4))
-    mode = "fwdbwd" if any(r.mode == "fwdbwd" for r in fused) else fused[0].mode
-    labels, vs_eager, vs_compile = [], [], []
-    for dtype in sorted({r.dtype for r in fused}):
-        for op in OPS:
-            cells = [r for r in fused if r.op == op and r.dtype == dtype and r.mode == mode]
-            if cells:
-                largest = max(cells, key=lambda r: r.numel)
-                labels.append(f"{op}\n{dtype}")
-                vs_eager.append(largest.speedup_vs_eager)
-                vs_compile.append(largest.speedup_vs_compile)
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], vs_eager, 0.4, label="vs eager")
-    ax.bar([x + 0.2 for x in xs], vs_compile, 0.4, label="vs torch.compile")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(list(xs), labels, fontsize=7)
-    ax.set_ylabel(f"fused speedup ({mode}, largest size)")
-    ax.set_title(f"fused_acts speedup — {title}", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / "speedup.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    paths.append(path)
-    # Bandwidth against size, forward, with the copy line.
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for op, dtype in sorted({(r.op, r.dtype) for r in fused if r.mode == "fwd"}):
-        cells = sorted((r for r in fused if r.op == op and r.dtype == dtype and r.mode == "fwd"), key=lambda r: r.numel)
-        ax.plot([r.numel for r in cells], [r.gbps for r in cells], marker="o", label=f"{op} {dtype}")
-    ax.axhline(copy_gbps, color="black", linestyle="--", label="copy")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("elements")
-    ax.set_ylabel("GB/s (minimum bytes)")
-    ax.set_title(f"fused_acts forward bandwidth — {title}", fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = out_dir / "bandwidth.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    paths.append(path)
-    return paths
 
 
 def write_results(out_dir, rows, info, copy_gbps, table):
@@ -342,6 +223,6 @@ def write_results(out_dir, rows, info, copy_gbps, table):
         json.dumps({"machine": info, "copy_gbps": copy_gbps, "rows": [asdict(r) for r in rows]}, indent=1)
     )
     (out / "results.md").write_text(table + "\n")
-    for path in plot(rows, copy_gbps, out, info):
+    for path in plots.plot(rows, copy_gbps, out, info):
         print(f"wrote {path}")
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")

@@ -6,6 +6,7 @@ checking that they were built against the torch installed.
 avx2, avx512, avx512_bf16), so the tests can run each one on one machine.
 """
 
+import ctypes
 import importlib.machinery
 import os
 import warnings
@@ -67,6 +68,14 @@ def _load():
     level = pick_cpu_build(levels, built)
     torch.ops.load_library(str(_library_path(f"_cpu_{level}")))
     return level
+
+
+def op_table():
+    """(name, family, variant, layout) for every op, as csrc/schemas.cpp
+    defines them and exports them (fused_acts_op_table)."""
+    library = ctypes.CDLL(str(_library_path("_C")))
+    library.fused_acts_op_table.restype = ctypes.c_char_p
+    return [tuple(line.split()) for line in library.fused_acts_op_table().decode().splitlines()]
 
 
 def pick_cpu_build(levels, built):

@@ -1,20 +1,27 @@
-"""The ops as the compiled library declares them (csrc/op_list.h), read from
-their registered schemas: the Python registrations (fake kernels, vmap and
-sharding rules) and the tests follow that one list instead of repeating it."""
+"""The ops as the compiled library declares them (csrc/op_list.h), from the
+table it exports and their registered schemas: the Python registrations (fake
+kernels, vmap and sharding rules) and the tests follow that one list instead
+of repeating it."""
 
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 
-from . import _extension  # noqa: F401  (loads the schemas)
+from . import _extension
 
 
 @dataclass(frozen=True)
 class OpInfo:
-    """One op of the library: its schema, seen as an activation's op."""
+    """One op of the library, as the compiled library exports it: its name,
+    its family (the op list entry, "geglu" for geglu_packed_backward), its
+    variant (forward, backward, backward_in_place, quantized or monitored)
+    and its layout (separate, or packed: one gate‖up x)."""
 
     name: str
+    family: str
+    variant: str
+    layout: str
 
     @cached_property
     def schema(self):
@@ -25,41 +32,35 @@ class OpInfo:
         return getattr(torch.ops.fused_acts, self.name).default
 
     @property
-    def family(self):
-        """The op list entry this op belongs to: "geglu" for geglu_packed_backward."""
-        name = self.name.removesuffix("_").removesuffix("_quantized").removesuffix("_monitored")
-        return name.removesuffix("_backward").removesuffix("_packed")
-
-    @property
     def check_name(self):
-        """The name its error messages start with: a packed op's is its unpacked twin's."""
-        return self.name.replace("_packed", "").removesuffix("_quantized").removesuffix("_monitored").removesuffix("_")
+        """The name its error messages start with: its family's, a backward's with _backward."""
+        return f"{self.family}_backward" if self.backward else self.family
 
     @property
     def backward(self):
-        return self.name.removesuffix("_").endswith("_backward")
+        return self.variant in ("backward", "backward_in_place")
 
     @property
     def quantized(self):
         """Whether it returns its forward's output quantized, with its scales
         (name_quantized, name_packed_quantized, and quantize itself)."""
-        return self.name.endswith("_quantized") or self.name == "quantize"
+        return self.variant == "quantized"
 
     @property
     def monitored(self):
         """Whether it is a forward that also adds its output's statistics to
         its stats and histogram (name_monitored, name_packed_monitored)."""
-        return self.name.endswith("_monitored")
+        return self.variant == "monitored"
 
     @property
     def inplace(self):
         """Whether it writes its result over its last tensor, returning nothing (name_packed_backward_)."""
-        return self.name.endswith("_")
+        return self.variant == "backward_in_place"
 
     @cached_property
     def kind(self):
         """ "unary", "gated" (separate gate and up) or "packed" (one gate‖up tensor)."""
-        if "_packed" in self.name:
+        if self.layout == "packed":
             return "packed"
         return "gated" if "gate" in self.tensors else "unary"
 
@@ -93,12 +94,7 @@ class OpInfo:
         return bound
 
 
-def _registered_names():
-    prefix = "fused_acts::"
-    return sorted(n.removeprefix(prefix) for n in torch._C._dispatch_get_all_op_names() if n.startswith(prefix))
-
-
-OPS = {name: OpInfo(name) for name in _registered_names()}
+OPS = {row[0]: OpInfo(*row) for row in sorted(_extension.op_table())}
 """Every op, by name: forward and backward, separate and packed."""
 
 FORWARD_OPS = [op for op in OPS.values() if not op.backward and not op.quantized and not op.monitored]

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 
 from . import _fake, _op_call, _sharding, _vmap  # noqa: F401  (_fake, _sharding, _vmap register the ops' Python parts)
+from ._checks import check_same
 
 __all__ = [
     "gelu",
@@ -249,6 +250,8 @@ def glu(
     if gate is None:
         return _gated("glu", value, None, (), interleaved, up_first, out_dtype, granularity, scale, scale_dtype)
     _unpacked("glu", interleaved, not up_first)
+    # The op takes (gate, up): check here, so that messages name glu's own arguments in its order.
+    check_same("glu", "value", value, "gate", gate)
     return _gated("glu", gate, value, (), False, False, out_dtype, granularity, scale, scale_dtype)
 
 

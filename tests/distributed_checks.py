@@ -20,6 +20,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, 
 import fused_acts
 from fused_acts.nn import SwiGLUFFN
 from fused_acts.tensor_parallel import swiglu_ffn_plan
+from fused_acts.testing import Sizes, tiny_config
 
 
 class Skip(Exception):
@@ -104,13 +105,10 @@ def check_swiglu_ffn_plain_colwise_is_refused(mesh):
 
 def tiny_llama_config():
     try:
-        import transformers
+        import transformers  # noqa: F401
     except ImportError:
         raise Skip("transformers is not installed") from None
-    sizes = dict(
-        hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-    )
-    return transformers.LlamaConfig(vocab_size=128, max_position_embeddings=64, **sizes)
+    return tiny_config("llama", Sizes(hidden=16, intermediate=24))
 
 
 def check_patched_llama_mlp_tensor_parallel(mesh):

@@ -32,7 +32,7 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     )
     table = capsys.readouterr().out
     op_rows = [r for r in rows if r.kind == "op"]
-    assert {(r.op, r.mode, r.candidate) for r in op_rows} == {
+    assert {(r.op, r.workload, r.candidate) for r in op_rows} == {
         (op, mode, cand)
         for op in ("silu", "swiglu_packed")
         for mode in ("fwd", "fwdbwd")
@@ -51,7 +51,7 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
         assert saved[block, "recompute"] < saved[block, "fused"] < saved[block, "eager"]
     assert ("gelu_mlp", "recompute") not in saved
     call_rows = [r for r in rows if r.kind == "call"]
-    assert {(r.op, r.mode, r.candidate, tuple(r.shape)) for r in call_rows} == {
+    assert {(r.op, r.workload, r.candidate, tuple(r.shape)) for r in call_rows} == {
         (op, mode, cand, shape)
         for op in ("silu", "swiglu_packed")
         for mode in ("inference_mode", "no_grad", "fwdbwd")
@@ -61,7 +61,7 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     assert all(r.median_ms > 0 and not r.error for r in call_rows)
     assert "| silu | float32 | 1×4096 |" in table.split("Per call")[1]
     quant_rows = [r for r in rows if r.kind == "quant"]
-    assert {(r.op, r.mode, r.candidate, tuple(r.shape)) for r in quant_rows} == {
+    assert {(r.op, r.out_format, r.candidate, tuple(r.shape)) for r in quant_rows} == {
         ("swiglu_packed", fmt, cand, shape)
         for fmt in quantized.FORMATS
         for cand in ("fused", "eager")
@@ -72,8 +72,13 @@ def test_quick_run_writes_rows_json_and_table(tmp_path, capsys):
     check_model_rows([r for r in rows if r.kind == "model"], table)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["machine"]["torch"] == torch.__version__ and data["copy_gbps"] > 0
-    assert len(data["rows"]) == len(rows) and set(data["rows"][0]) >= {"op", "mode", "candidate", "median_ms", "gbps"}
-    assert "| silu | float32 | 8×64 | fwd |" in table and "Geometric mean speedup" in table
+    assert len(data["rows"]) == len(rows)
+    assert set(data["rows"][0]) >= {"op", "workload", "candidate", "median_ms", "gbps"}
+    assert "| silu | float32 | 8×64 | fwd |" in table.split("## Per op")[1]
+    assert "- fwd, fused vs eager:" in table.split("### Geometric means")[1]
+    sections = [line for line in table.splitlines() if line.startswith("## ")]
+    names = ("Whole models", "Per op", "FFN blocks", "Per call", "Quantized outputs", "Activation monitor")
+    assert sections == [f"## {name}" for name in names]
     assert (tmp_path / "results.md").read_text().strip() == table.strip().split("\nwrote")[0].strip()
 
 
@@ -83,14 +88,14 @@ def check_model_rows(model_rows, table):
     if importlib.util.find_spec("transformers") is None:
         assert not model_rows
         return
-    assert {(r.op, r.candidate, r.mode) for r in model_rows} == {
+    assert {(r.op, r.candidate, r.workload) for r in model_rows} == {
         (name, cand, measure)
         for name in model.MODELS
         for cand in model.CANDIDATES
         for measure in ("train", "prefill", "decode")
     }
     assert all(r.median_ms > 0 and r.speedup_vs_eager > 0 and not r.error for r in model_rows)
-    by = {(r.op, r.candidate, r.mode): r for r in model_rows}
+    by = {(r.op, r.candidate, r.workload): r for r in model_rows}
     for name in model.MODELS:
         # The fused activations save less than eager's, and recompute less again where a down projection is a Linear.
         saved = [by[name, cand, "train"].saved_mb for cand in ("patch_recompute", "patch", "eager")]
@@ -203,7 +208,7 @@ def test_cpu_timings_run_on_warm_memory():
     )
     op_rows = [r for r in rows if r.kind == "op"]
     assert len(op_rows) == 8
-    assert all(r.page_faults < 100 for r in op_rows), [(r.op, r.mode, r.candidate, r.page_faults) for r in op_rows]
+    assert all(r.page_faults < 100 for r in op_rows), [(r.op, r.workload, r.candidate, r.page_faults) for r in op_rows]
 
 
 def test_command_line_help_runs_as_a_module():

@@ -43,6 +43,24 @@ def bad_inputs():
         r"swiglu: gate and up must have the same shape, got \[3, 4\] and \[3, 5\]",
     )
     yield (
+        "glu-shapes",
+        lambda d: fused_acts.glu(rand(d, 3, 4), rand(d, 3, 5)),
+        ValueError,
+        r"glu: value and gate must have the same shape, got \[3, 4\] and \[3, 5\]",
+    )
+    yield (
+        "glu-dtypes",
+        lambda d: fused_acts.glu(rand(d, 3, 4).double(), rand(d, 3, 4)),
+        TypeError,
+        "glu: value and gate must have the same dtype, got float64 and float32",
+    )
+    yield (
+        "glu-value-int",
+        lambda d: fused_acts.glu(rand(d, 3, 4).int(), rand(d, 3, 4)),
+        TypeError,
+        "glu: value must be float32, float64, bfloat16 or float16, got int32",
+    )
+    yield (
         "geglu-shapes",
         lambda d: fused_acts.geglu(rand(d, 3, 4), rand(d, 3, 5)),
         ValueError,
@@ -122,12 +140,6 @@ def bad_inputs():
         r"reglu: packed x must have an even last dim \(up and gate interleaved\), got shape \[3, 5\]",
     )
     yield (
-        "glu-shapes",
-        lambda d: fused_acts.glu(rand(d, 3, 4), rand(d, 3, 5)),
-        ValueError,
-        r"glu: gate and up must have the same shape, got \[3, 5\] and \[3, 4\]",
-    )
-    yield (
         "reglu-up_first_with_up",
         lambda d: fused_acts.reglu(rand(d, 3, 4), rand(d, 3, 4), up_first=True),
         ValueError,
@@ -173,6 +185,7 @@ def bad_inputs():
 
 
 BAD_INPUTS = {case[0]: case[1:] for case in bad_inputs()}
+assert len(BAD_INPUTS) == len(list(bad_inputs())), "two bad-input cases share a name"
 
 
 @pytest.mark.parametrize("mode", ["eager", "compile"])

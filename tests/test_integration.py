@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import fused_acts
-from benchmarks.ffn import saved_bytes
 from fused_acts import nn as fnn
+from fused_acts.testing import saved_bytes
 
 
 def test_plain_mlp_same_outputs_and_idempotent():

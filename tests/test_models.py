@@ -8,120 +8,42 @@ import pytest
 import torch
 
 import fused_acts
-from benchmarks.ffn import saved_bytes
+from fused_acts.testing import saved_bytes, tiny_config
 
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(
-    vocab_size=128,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=64,
-)
-
-# name -> (config, model class, counts patch() must report)
+# name -> (model type, model class, counts patch() must report)
 MODELS = {
-    "llama": (lambda: transformers.LlamaConfig(**TINY), "LlamaForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
-    "mistral": (lambda: transformers.MistralConfig(**TINY), "MistralForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
-    "qwen2": (lambda: transformers.Qwen2Config(**TINY), "Qwen2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
-    "gemma": (lambda: transformers.GemmaConfig(**TINY, head_dim=8), "GemmaForCausalLM", {"GeGLU": 2, "GELU": 2}),
-    "phi3": (lambda: transformers.Phi3Config(**TINY, pad_token_id=0), "Phi3ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "llama": ("llama", "LlamaForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "mistral": ("mistral", "MistralForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "qwen2": ("qwen2", "Qwen2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "gemma": ("gemma", "GemmaForCausalLM", {"GeGLU": 2, "GELU": 2}),
+    "phi3": ("phi3", "Phi3ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
     # Recognised by their forward's computation, as the ones above are.
-    "olmo2": (lambda: transformers.Olmo2Config(**TINY, eos_token_id=1), "Olmo2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
-    "gemma2": (lambda: transformers.Gemma2Config(**TINY, head_dim=8), "Gemma2ForCausalLM", {"GeGLU": 2, "GELU": 2}),
-    "glm": (
-        lambda: transformers.GlmConfig(**TINY, head_dim=8, pad_token_id=0),
-        "GlmForCausalLM",
-        {"SwiGLU": 2, "SiLU": 2},
-    ),
+    "olmo2": ("olmo2", "Olmo2ForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
+    "gemma2": ("gemma2", "Gemma2ForCausalLM", {"GeGLU": 2, "GELU": 2}),
+    "glm": ("glm", "GlmForCausalLM", {"SwiGLU": 2, "SiLU": 2}),
     # MoE: the shared expert, the dense layers and the routed experts' gate
     # (their _apply_gate) are fused; the experts' activation module is swapped.
-    "qwen2_moe": (
-        lambda: transformers.Qwen2MoeConfig(
-            **TINY, moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2
-        ),
-        "Qwen2MoeForCausalLM",
-        {"SwiGLU": 2, "SiLU": 4, "SwiGLUExperts": 2},
-    ),
-    "qwen3_moe": (
-        lambda: transformers.Qwen3MoeConfig(
-            **TINY, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8
-        ),
-        "Qwen3MoeForCausalLM",
-        {"SiLU": 2, "SwiGLUExperts": 2},
-    ),
-    "mixtral": (
-        lambda: transformers.MixtralConfig(**TINY, num_local_experts=4, num_experts_per_tok=2),
-        "MixtralForCausalLM",
-        {"SiLU": 2, "SwiGLUExperts": 2},
-    ),
+    "qwen2_moe": ("qwen2_moe", "Qwen2MoeForCausalLM", {"SwiGLU": 2, "SiLU": 4, "SwiGLUExperts": 2}),
+    "qwen3_moe": ("qwen3_moe", "Qwen3MoeForCausalLM", {"SiLU": 2, "SwiGLUExperts": 2}),
+    "mixtral": ("mixtral", "MixtralForCausalLM", {"SiLU": 2, "SwiGLUExperts": 2}),
     # GPT-OSS's experts: the clamped SwiGLU, gate and up interleaved.
-    "gpt_oss": (
-        lambda: transformers.GptOssConfig(
-            **TINY,
-            num_local_experts=4,
-            num_experts_per_tok=2,
-            head_dim=8,
-            sliding_window=8,
-            layer_types=["sliding_attention", "full_attention"],
-        ),
-        "GptOssForCausalLM",
-        {"ClampedSwiGLUExperts": 2},
-    ),
-    "deepseek_v3": (
-        lambda: transformers.DeepseekV3Config(
-            **TINY,
-            moe_intermediate_size=16,
-            n_routed_experts=4,
-            num_experts_per_tok=2,
-            n_group=1,
-            topk_group=1,
-            first_k_dense_replace=1,
-            q_lora_rank=16,
-            kv_lora_rank=16,
-            qk_rope_head_dim=4,
-            qk_nope_head_dim=4,
-            v_head_dim=8,
-        ),
-        "DeepseekV3ForCausalLM",
-        {"SwiGLU": 2, "SiLU": 3, "SwiGLUExperts": 1},
-    ),
-    "llama4": (
-        lambda: transformers.Llama4TextConfig(
-            **TINY, intermediate_size_mlp=64, num_local_experts=2, head_dim=8, interleave_moe_layer_step=2
-        ),
-        "Llama4ForCausalLM",
-        {"SwiGLU": 3, "SiLU": 3},  # the routed experts' bmm forward traces, and is fused too
-    ),
+    "gpt_oss": ("gpt_oss", "GptOssForCausalLM", {"ClampedSwiGLUExperts": 2}),
+    "deepseek_v3": ("deepseek_v3", "DeepseekV3ForCausalLM", {"SwiGLU": 2, "SiLU": 3, "SwiGLUExperts": 1}),
+    # The routed experts' bmm forward traces, and is fused too.
+    "llama4": ("llama4_text", "Llama4ForCausalLM", {"SwiGLU": 3, "SiLU": 3}),
     # ReLU² (relu2): only the activation module; its MLP has no gate.
-    "nemotron": (lambda: transformers.NemotronConfig(**TINY), "NemotronForCausalLM", {"ReLUSquared": 2}),
-    "gpt2": (
-        lambda: transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
-        "GPT2LMHeadModel",
-        {"GELU": 2},
-    ),
-    "bert": (
-        lambda: transformers.BertConfig(
-            vocab_size=128,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=64,
-        ),
-        "BertForMaskedLM",
-        {"GELU": 3},
-    ),
+    "nemotron": ("nemotron", "NemotronForCausalLM", {"ReLUSquared": 2}),
+    "gpt2": ("gpt2", "GPT2LMHeadModel", {"GELU": 2}),
+    "bert": ("bert", "BertForMaskedLM", {"GELU": 3}),
 }
 
 
 def build(name, dtype=torch.float32):
     torch.manual_seed(0)
-    config_fn, cls_name, _ = MODELS[name]
-    model = getattr(transformers, cls_name)(config_fn()).to(dtype)
+    model_type, cls_name, _ = MODELS[name]
+    model = getattr(transformers, cls_name)(tiny_config(model_type)).to(dtype)
     ids = torch.randint(1, 128, (2, 12), generator=torch.Generator().manual_seed(1))
     return model, ids
 

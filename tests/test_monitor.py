@@ -14,6 +14,7 @@ from reference import PACKINGS, pack, ref_monitor
 from torch import nn
 
 import fused_acts
+from fused_acts.testing import Sizes, tiny_config
 
 _OPS = torch.ops.fused_acts
 
@@ -443,24 +444,18 @@ def test_report_warns_of_dead_channels_and_low_activity(tmp_path):
     assert (tmp_path / "activations.png").stat().st_size > 0 and len(fig.axes) == 3
 
 
-def tiny_llama():
+def tiny(model_type, **sizes):
     transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(config).eval()
+    config = tiny_config(model_type, Sizes(vocab=64, **sizes))
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
+
+
+def tiny_llama():
+    return tiny("llama", intermediate=48)
 
 
 def tiny_gpt2():
-    transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=64)
-    return transformers.GPT2LMHeadModel(config).eval()
+    return tiny("gpt2")
 
 
 @pytest.mark.parametrize("make, sites, gate_of", [
@@ -493,17 +488,7 @@ def test_transformers_models(make, sites, gate_of):
 
 
 def tiny_moe(kind):
-    transformers = pytest.importorskip("transformers")
-    shape = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
-    if kind == "qwen3_moe":
-        config = transformers.Qwen3MoeConfig(
-            **shape, intermediate_size=48, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8
-        )
-    else:
-        config = transformers.GptOssConfig(
-            **shape, intermediate_size=16, num_local_experts=4, num_experts_per_tok=2, head_dim=8
-        )
-    return transformers.AutoModelForCausalLM.from_config(config).eval()
+    return tiny(kind, intermediate=48)
 
 
 @pytest.mark.parametrize("kind, activation", [("qwen3_moe", "swiglu"), ("gpt_oss", "clamped_swiglu(1.702, 7.0)")])

@@ -74,6 +74,18 @@ def test_every_op_family_is_tested():
     assert families == {case.family for case in (*UNARY.values(), *GATED.values())}
 
 
+def test_the_exported_op_table_lists_every_registered_op():
+    """The table the library exports (csrc/schemas.cpp) names each schema it defines, once."""
+    prefix = "fused_acts::"
+    registered = {n.removeprefix(prefix) for n in torch._C._dispatch_get_all_op_names() if n.startswith(prefix)}
+    table = fused_acts._extension.op_table()
+    assert len(table) == len(registered) and {row[0] for row in table} == registered
+    assert {(row[2], row[3]) for row in table} == {
+        *itertools.product(("forward", "backward", "quantized", "monitored"), ("separate", "packed")),
+        ("backward_in_place", "packed"),
+    }
+
+
 @pytest.mark.parametrize("op", OPS.values(), ids=lambda op: op.name)
 def test_every_op_has_an_autograd_kernel(op):
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fused_acts::{op.name}", "Autograd")

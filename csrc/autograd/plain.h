@@ -28,9 +28,9 @@ inline Tensor opmath(const Tensor& t) { return at::isReducedFloatingType(t.scala
 template <typename P>
 using Owned = std::conditional_t<std::is_same_v<P, c10::string_view>, std::string, P>;
 
-// What every family shares: its ops, its params kept across backward, f''.
+// What every op's autograd shares: its ops, its params kept across backward, f''.
 template <typename Op, typename... P>
-struct Family {
+struct AutogradBase {
   using Params = std::tuple<Owned<P>...>;
   static constexpr size_t kNumParams = sizeof...(P);
 
@@ -82,8 +82,8 @@ template <typename Op, typename Kind = typename Op::Kind, typename Params = type
 struct PlainAutograd;
 
 template <typename Op, typename... P>
-struct PlainAutograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
-  using F = Family<Op, P...>;
+struct PlainAutograd<Op, Unary, std::tuple<P...>> : AutogradBase<Op, P...> {
+  using F = AutogradBase<Op, P...>;
 
   static const auto& forward_op() { return op_handle<Tensor(const Tensor&, P...), &Op::kName>(); }
   static const auto& backward_op() { return op_handle<Tensor(const Tensor&, const Tensor&, P...), &Op::kBackward>(); }
@@ -132,8 +132,8 @@ struct PlainAutograd<Op, Unary, std::tuple<P...>> : Family<Op, P...> {
 };
 
 template <typename Op, typename... P>
-struct PlainAutograd<Op, Gated, std::tuple<P...>> : Family<Op, P...> {
-  using F = Family<Op, P...>;
+struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
+  using F = AutogradBase<Op, P...>;
   using Pair = std::tuple<Tensor, Tensor>;
 
   static const auto& forward_op() { return op_handle<Tensor(const Tensor&, const Tensor&, P...), &Op::kName>(); }
