@@ -26,6 +26,12 @@ class Activation:
     unary: str | None  # the fused op; None where eager's own kernel is one pass already
     gated: str | None  # the op family computing act(gate) * up, or None
     label: str  # what patch() counts a unary site as
+    up: Callable | None = None  # up(u, *params): what the gated product multiplies by, where not u itself
+
+
+def _clamped_swish(gate, alpha, limit):
+    clamped = gate.clamp(max=limit)
+    return clamped * torch.sigmoid(clamped * alpha)
 
 
 ACTIVATIONS = {
@@ -36,6 +42,10 @@ ACTIVATIONS = {
     "relu_squared": Activation(lambda x: torch.square(torch.relu(x)), "relu_squared", None, "ReLUSquared"),
     "sigmoid": Activation(torch.sigmoid, None, "glu", "Sigmoid"),
     "relu": Activation(torch.relu, None, "reglu", "ReLU"),
+    # GPT-OSS's gate: swish_alpha(min(g, limit)), times (clamp(u, -limit, limit) + 1).
+    "clamped_swish": Activation(
+        _clamped_swish, None, "clamped_swiglu", "ClampedSwish", lambda u, alpha, limit: u.clamp(-limit, limit) + 1
+    ),
 }
 
 # What patch() counts a fused gated site as, by its op family.

@@ -2,7 +2,9 @@
 inputs are ones the op computes exactly as eager does (one floating dtype,
 one shape, a device with kernels), and otherwise eager's own computation,
 as the original code wrote it, so that a broadcast, a dtype promotion or an
-odd packed size keeps eager's result (or eager's error).
+odd packed size keeps eager's result (or eager's error). The one promotion
+taken fused is up's exact widening to the activation's dtype, which eager's
+product does first anyway.
 
 A packed x is split as the code did, described by `halves`:
 - ("chunk", dim): x.chunk(2, dim);
@@ -41,11 +43,27 @@ def _fusable(gate, up):
     )
 
 
+def _widened_up(gate, up):
+    """up in gate's dtype, where eager's act(gate) * up widens up to it
+    exactly (a bfloat16 h times a float32 silu(gate): gated RMSNorm), else None."""
+    if not (_runs_fused(gate) and isinstance(up, torch.Tensor) and up.dtype in _FLOATING and up.dtype != gate.dtype):
+        return None
+    if torch.promote_types(gate.dtype, up.dtype) != gate.dtype or gate.shape != up.shape or gate.device != up.device:
+        return None
+    return up.to(gate.dtype)
+
+
 def _eager_act(act, eager_module):
     if eager_module is not None:
         return eager_module
     activation = ACTIVATIONS[act.name]
     return lambda x: activation.eager(x, *act.params)
+
+
+def _eager_product(act, gate, up, eager_module):
+    """act(gate) * up as eager computes it (GPT-OSS's up clamped and offset first)."""
+    map_up = ACTIVATIONS[act.name].up
+    return _eager_act(act, eager_module)(gate) * (up if map_up is None else map_up(up, *act.params))
 
 
 def _is_last_dim(ndim, dim):
@@ -92,7 +110,7 @@ def _eager_packed(act, x, halves, up_first, eager_module):
         return eager_module(x) if eager_module is not None else F.glu(x, halves[1])
     first, second = _eager_halves(x, halves)
     gate, up = (second, first) if up_first else (first, second)
-    return _eager_act(act, eager_module)(gate) * up
+    return _eager_product(act, gate, up, eager_module)
 
 
 def unary(act, x):
@@ -110,7 +128,10 @@ def gated_product(op, act, gate, up, eager_module=None):
     """act(gate) * up, as one fused op where gate and up allow it."""
     if _fusable(gate, up):
         return gated(op, gate, up)
-    return _eager_act(act, eager_module)(gate) * up
+    widened = _widened_up(gate, up)
+    if widened is not None:
+        return gated(op, gate, widened)
+    return _eager_product(act, gate, up, eager_module)
 
 
 def packed_product(op, act, x, halves, eager_module=None):
@@ -124,7 +145,10 @@ def down_of_gated(op, act, down_proj, gate, up, recompute, eager_module=None):
     """down_proj(act(gate) * up), recomputing h in backward where recompute allows."""
     if _fusable(gate, up):
         return gated_down(op, down_proj, gate, up, recompute)
-    return down_proj(_eager_act(act, eager_module)(gate) * up)
+    widened = _widened_up(gate, up)
+    if widened is not None:
+        return gated_down(op, down_proj, gate, widened, recompute)
+    return down_proj(_eager_product(act, gate, up, eager_module))
 
 
 def down_of_packed(op, act, down_proj, x, halves, recompute, eager_module=None):

@@ -7,7 +7,7 @@ from . import nn as fnn
 from ._activation_modules import QUICK_GELU_BETA, module_activation
 from ._activations import ACTIVATIONS
 from ._experts import experts_gate_methods
-from ._traced import forward_methods
+from ._traced import called_modules, fused_methods
 
 # The attribute of a fused activation module that holds the module it replaced.
 ORIGINAL = "_fused_acts_original"
@@ -52,7 +52,7 @@ def patch_module(module, recompute):
     if is_patched(module):
         module._fused_acts_recompute = recompute
         return {}
-    found = forward_methods(module) or experts_gate_methods(module)
+    found = fused_methods(module) or experts_gate_methods(module)
     if found is None:
         return {}
     methods, counts = found
@@ -99,6 +99,12 @@ def swap_activations(model):
             setattr(parent, child_name, fused)
             swaps.append((parent, child_name, fused))
     return swaps
+
+
+def runs(parent, child_name):
+    """Whether parent's forward (or an MoE experts' _apply_gate) is known to
+    call its child child_name: the method traces, and calls it."""
+    return any(child_name in (called_modules(parent, method) or ()) for method in ("forward", "_apply_gate"))
 
 
 def patch_unpatched(model):

@@ -20,6 +20,7 @@ An activation in place (inplace=True) is never a site; neither is a
 product whose activation is also used elsewhere (it must still be computed).
 """
 
+import math
 import operator
 from collections import Counter
 
@@ -32,7 +33,7 @@ from . import _fused_calls
 from ._activation_modules import QUICK_GELU_BETA
 from ._activations import ACTIVATIONS, Act, gated_op
 from ._recompute import has_hooks
-from ._spellings import activation_of, arg_of, is_call_of, mul_factors
+from ._spellings import activation_of, arg_of, clamp_of, is_call_of, mul_factors, plus_one
 
 
 def _example(node):
@@ -126,6 +127,9 @@ class _Rewriter:
         factors = mul_factors(mul)
         if factors is None or activation_of(mul, self.modules) is not None:  # a swish
             return
+        clamped = self.clamped_swiglu(factors)
+        if clamped is not None:
+            return self.emit_gated(mul, *clamped)
         for act_node, up in (factors, factors[::-1]):
             found = activation_of(act_node, self.modules)
             if found is None or not isinstance(up, fx.Node) or up is act_node:
@@ -136,6 +140,33 @@ class _Rewriter:
             if _cannot_match(gate, up, self.modules):
                 continue
             return self.emit_gated(mul, act, act_node, gate, up, inner)
+
+    def clamped_swiglu(self, factors):
+        """GPT-OSS's gate: (clamp(u, -limit, limit) + 1) * swish_alpha(clamp(g, max=limit)),
+        however named: (act, act_node, g, u, inner), else None."""
+        for act_node, offset in (factors, factors[::-1]):
+            clamped_up = plus_one(offset)
+            up_bounds = clamp_of(clamped_up)
+            found = activation_of(act_node, self.modules)
+            if up_bounds is None or found is None or found[0].name not in ("silu", "swish"):
+                continue
+            act, clamped_gate, act_inner = found
+            gate_bounds = clamp_of(clamped_gate)
+            if gate_bounds is None or gate_bounds[1] is not None:
+                continue
+            up, low, limit = up_bounds
+            gate = gate_bounds[0]
+            alpha = act.params[0] if act.params else 1.0
+            if limit != gate_bounds[2] or low != -limit or not (0 < limit < math.inf) or not math.isfinite(alpha):
+                continue
+            inner = (*act_inner, clamped_gate, offset, clamped_up)
+            single_use = (act_node, *act_inner, offset, clamped_up)
+            if any(len(n.users) != 1 for n in single_use) or not self.only_used_by(clamped_gate, single_use):
+                continue
+            if _cannot_match(gate, up, self.modules):
+                continue
+            return Act("clamped_swish", (float(alpha), float(limit))), act_node, gate, up, inner
+        return None
 
     def emit_gated(self, mul, act, act_node, gate, up, inner):
         consumed = (act_node, *inner)

@@ -6,22 +6,24 @@ patch(model) replaces, in place:
   gelu_fast, SiLU/swish, Mish, quick_gelu and relu2 activations;
 - every module's forward that computes a fused activation, recognised by
   its computation (_recognize.py) on the forward's torch.fx trace, with its
-  submodules as leaves: act(gate) * up (SwiGLU, GeGLU, GLU, ReGLU, separate
-  or the halves of one tensor), F.glu, and the activations called as
-  functions. The module then runs that trace with the fused ops in, which
+  submodules as leaves: act(gate) * up (SwiGLU, GeGLU, GLU, ReGLU, GPT-OSS's
+  clamped SwiGLU, separate or the halves of one tensor), F.glu, and the
+  activations called as functions or written out as their formula (BLOOM's
+  tanh-GELU). The module then runs that trace with the fused ops in, which
   fall back to eager's own computation wherever an input would make them
-  differ (a broadcast, a dtype promotion). A forward that does not trace
-  (data-dependent control flow, *args or **kwargs) is left as it is; its
-  submodules are still visited;
-- the gate of MoE experts whose _apply_gate (transformers 5's experts
-  implementations call it on the packed gate_up projection, from a forward
-  that does not trace) is, as source text, transformers' default (Mixtral,
-  Qwen-MoE, DeepSeek, OLMoE, ...) or GPT-OSS's clamped form, interleaved or
-  not, which then runs as one packed op.
+  differ (a broadcast, a dtype promotion). The trace is specialised to the
+  call (_traced.py): *args and **kwargs empty, a branch on the input's
+  device type taken as a call on that device type takes it (diffusers'
+  FeedForward). A forward that still does not trace (data-dependent control
+  flow) is left as it is; its submodules are still visited;
+- the gate of MoE experts: transformers 5's experts call _apply_gate on the
+  packed gate_up projection from a forward that does not trace; the method
+  itself is traced and rewritten in the same way.
 
 Anything else is left alone: a lookalike with a different function would
 silently change the model. So is an activation module with hooks, or in
-place, which would stop firing or writing.
+place, which would stop firing or writing, and a forward that runs a custom
+autograd.Function that is not, forward and backward, an activation we fuse.
 
 A traced forward is fixed to what it did at patch() time where it read
 plain Python values: the module's non-tensor attributes, and arguments
@@ -34,7 +36,7 @@ from collections import Counter
 
 from torch import nn
 
-from ._patching import ORIGINAL, is_patched, patch_module, swap_activations, unpatch_module
+from ._patching import ORIGINAL, is_patched, patch_module, runs, swap_activations, unpatch_module
 
 __all__ = ["patch", "unpatch"]
 
@@ -44,8 +46,10 @@ def patch(model: nn.Module, recompute: bool = False) -> dict:
     by kind: "GELU", "SiLU", "Mish", "QuickGELU", "Swish", "ReLUSquared" for
     activations; "SwiGLU", "GeGLU", "GLU", "ReGLU" for gated products; and
     for MoE experts' gates "SwiGLUExperts", "GeGLUExperts",
-    "ClampedSwiGLUExperts". Patching twice changes nothing more; unpatch()
-    undoes it.
+    "ClampedSwiGLUExperts". An activation module swapped in a module whose
+    forward does not trace, so that patch cannot tell whether it runs, is
+    counted apart, as "SiLU (unverified)". Patching twice changes nothing
+    more; unpatch() undoes it.
 
     recompute: the fused gated products that feed a plain nn.Linear (the
     down projection) keep only their inputs, gate and up (or gate‖up), for
@@ -56,8 +60,9 @@ def patch(model: nn.Module, recompute: bool = False) -> dict:
     counts = Counter()
     for module in model.modules():
         counts.update(patch_module(module, recompute))
-    for _, _, fused in swap_activations(model):
-        counts[type(fused).__name__] += 1
+    for parent, name, fused in swap_activations(model):
+        label = type(fused).__name__
+        counts[label if runs(parent, name) else f"{label} (unverified)"] += 1
     return dict(counts)
 
 

@@ -113,6 +113,60 @@ _CONFIGS = {
         },
     ),
     "nemotron": ("NemotronConfig", _decoder),
+    "roberta": ("RobertaConfig", lambda s: {**_decoder(s), "pad_token_id": 1}),
+    "bloom": (
+        "BloomConfig",
+        lambda s: dict(vocab_size=s.vocab, hidden_size=s.hidden, n_layer=s.layers, n_head=s.heads),
+    ),
+    "minimax_m3_vl_text": (
+        "MiniMaxM3VLTextConfig",
+        lambda s: {**_moe(s, "num_local_experts"), "head_dim": s.head_dim, "bos_token_id": 1, "eos_token_id": 2},
+    ),
+    "beam": (
+        "BeamConfig",
+        lambda s: {
+            **_moe(s),
+            "head_dim": s.head_dim,
+            "mlp_layer_types": ["dense", "sparse"] * (s.layers // 2),
+            "n_group": 1,
+            "topk_group": 1,
+        },
+    ),
+    "hy_v4": (
+        "HYV4Config",
+        lambda s: {
+            **_moe(s),
+            "pad_token_id": 0,
+            "qk_nope_head_dim": 4,
+            "qk_rope_head_dim": 4,
+            "v_head_dim": s.head_dim,
+            "index_head_dim": s.head_dim,
+        },
+    ),
+    "deepseek_v4": ("DeepseekV4Config", lambda s: {**_moe(s, "n_routed_experts"), "head_dim": s.head_dim}),
+    "qwen3_next": (
+        "Qwen3NextConfig",
+        lambda s: {
+            **_moe(s),
+            "head_dim": s.head_dim,
+            "layer_types": ["linear_attention", "full_attention"] * (s.layers // 2),
+        },
+    ),
+    "gemma3n_text": (
+        "Gemma3nTextConfig",
+        lambda s: {
+            **_decoder(s),
+            "vocab_size_per_layer_input": s.vocab,
+            "head_dim": s.head_dim,
+            "num_kv_shared_layers": 0,
+            "layer_types": ["sliding_attention", "full_attention"] * (s.layers // 2),
+            "hidden_size_per_layer_input": 8,
+            "laurel_rank": 4,
+            "activation_sparsity_pattern": [0.95] + [0.0] * (s.layers - 1),
+            "altup_num_inputs": 2,
+        },
+    ),
+    "mamba": ("MambaConfig", lambda s: dict(vocab_size=s.vocab, hidden_size=s.hidden, num_hidden_layers=s.layers)),
     "gpt2": (
         "GPT2Config",
         lambda s: dict(

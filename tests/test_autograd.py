@@ -90,3 +90,37 @@ def test_double_backward_matches_float64(form, device, dtype):
         finite = e.isfinite()
         scale = e[finite].abs().max().item()
         torch.testing.assert_close(a.double()[finite], e[finite], rtol=0, atol=4 * eps * scale)
+
+
+def sample_inputs(form, device, dtype=torch.float32):
+    torch.manual_seed(0)
+    width = 8 if parse(form)[1] else 7
+    count = 2 if form in GATED else 1
+    return [(torch.randn(5, width, device=device, dtype=dtype) * 3).requires_grad_() for _ in range(count)]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_compiled_autograd_matches_eager(form, device):
+    """The forwards' backward nodes (csrc/autograd/forward_node.h) run under
+    compiled autograd, in one graph, as eager's backward does."""
+    fused, inputs = fused_of(form), sample_inputs(form, device)
+    expected = torch.autograd.grad(fused(*inputs).square().sum(), inputs)
+    torch._dynamo.reset()
+    compiler = torch.compile(backend="aot_eager", fullgraph=True)
+    with torch._dynamo.compiled_autograd._enable(compiler):
+        loss = fused(*inputs).square().sum()
+        grads = torch.autograd.grad(loss, inputs)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_backward_node_is_named_for_its_backward_op_and_frees_what_it_saved(form, device):
+    name, packing = parse(form)
+    inputs = sample_inputs(form, device)
+    out = fused_of(form)(*inputs)
+    family = (UNARY.get(name) or GATED[name]).family
+    assert out.grad_fn.name() == f"{family}{'_packed' if packing else ''}_backward"
+    out.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        out.sum().backward()

@@ -37,6 +37,22 @@ MODELS = {
     "nemotron": ("nemotron", "NemotronForCausalLM", {"ReLUSquared": 2}),
     "gpt2": ("gpt2", "GPT2LMHeadModel", {"GELU": 2}),
     "bert": ("bert", "BertForMaskedLM", {"GELU": 3}),
+    # The LM head's forward(features, **kwargs) calls transformers' global gelu.
+    "roberta": ("roberta", "RobertaForMaskedLM", {"GELU": 3}),
+    # A tanh-GELU written out, constants rounded, in a custom autograd.Function.
+    "bloom": ("bloom", "BloomForCausalLM", {"GELU": 2}),
+    # GPT-OSS's clamped SwiGLU under MiniMax's names, in the MLP and the experts.
+    "minimax_m3": ("minimax_m3_vl_text", "MiniMaxM3VLForCausalLM", {"ClampedSwiGLU": 2, "ClampedSwiGLUExperts": 2}),
+    # A SwiGLU in float32, in the MLP and the experts.
+    "beam": ("beam", "BeamForCausalLM", {"SwiGLU": 1, "SwiGLUExperts": 1, "SiLU": 2}),
+    # silu(clamp(gate)) * clamp(up): a SwiGLU of the clamped halves; the clamps stay.
+    "hy_v4": ("hy_v4", "HYV4ForCausalLM", {"SwiGLU": 2, "SwiGLUExperts": 1, "SiLU": 2}),
+    "deepseek_v4": ("deepseek_v4", "DeepseekV4ForCausalLM", {"SwiGLU": 2, "SwiGLUExperts": 2, "SiLU": 4}),
+    # Its gated RMSNorm, and the MoE's experts and shared expert.
+    "qwen3_next": ("qwen3_next", "Qwen3NextForCausalLM", {"SwiGLU": 3, "SwiGLUExperts": 2, "SiLU": 4}),
+    # The MLP's gaussian top-k stays eager; its GeGLU is fused. The decoder
+    # layers' own act_fn runs from a forward that does not trace.
+    "gemma3n": ("gemma3n_text", "Gemma3nForCausalLM", {"GeGLU": 2, "GELU": 2, "GELU (unverified)": 2}),
 }
 
 
@@ -63,6 +79,11 @@ EXPERTS_OP = {
     "mixtral": "swiglu_packed",
     "deepseek_v3": "swiglu_packed",
     "gpt_oss": "clamped_swiglu_packed",
+    "minimax_m3": "clamped_swiglu_packed",
+    "beam": "swiglu",
+    "hy_v4": "swiglu",
+    "deepseek_v4": "swiglu",
+    "qwen3_next": "swiglu_packed",
 }
 
 # The models patched with recompute=True too: separate gate and up, and packed (Phi-3).
@@ -207,3 +228,18 @@ def test_recompute_trains_and_compiles():
 
     for actual, expected in zip(output_and_grad(compiled), output_and_grad(mlp)):
         torch.testing.assert_close(actual, expected)
+
+
+def test_mamba_activation_is_counted_apart():
+    """Mamba's mixer holds an activation module but calls ACT2FN["silu"] by
+    name, from a forward that does not trace: the swapped module never runs,
+    and patch says it cannot tell."""
+    torch.manual_seed(0)
+    model = transformers.MambaForCausalLM(tiny_config("mamba")).eval()
+    ids = torch.randint(1, 128, (2, 12), generator=torch.Generator().manual_seed(1))
+    expected = model(input_ids=ids).logits
+    assert fused_acts.patch(model) == {"SiLU (unverified)": 2}
+    with torch.profiler.profile() as prof:
+        logits = model(input_ids=ids).logits
+    assert not [e.name for e in prof.events() if e.name.startswith("fused_acts::")]
+    assert torch.equal(logits, expected)

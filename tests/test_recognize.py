@@ -299,8 +299,8 @@ class Negative(nn.Module):
             return act * up + act
         if self.case == "inplace":
             return F.silu(gate, inplace=True) * up
-        if self.case == "mixed_dtypes":
-            return F.silu(gate.double()) * up
+        if self.case == "mixed_dtypes":  # silu rounded to float32, then widened: not swiglu in float64
+            return F.silu(gate) * up.double()
         raise ValueError(self.case)
 
 
@@ -312,6 +312,26 @@ NEGATIVE = {
     "inplace": {},
     "mixed_dtypes": {"SwiGLU": 1},  # dtypes unknown until the call, which then runs eager's
 }
+
+
+class GatedNorm(nn.Module):
+    """Qwen3-Next's gated RMSNorm, in short: h times silu of a float32 gate."""
+
+    def forward(self, h, gate):
+        return h * F.silu(gate.to(torch.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+def test_an_exactly_widened_up_is_fused(dtype):
+    """Eager widens h to float32 exactly before its product, so the fused
+    op takes the widened h: the same function."""
+    model = GatedNorm()
+    assert fused_acts.patch(model) == {"SwiGLU": 1}
+    h, gate = torch.randn(4, DIM, dtype=dtype), torch.randn(4, DIM, dtype=dtype)
+    assert fused_ops_run(lambda: model(h, gate)) == {"swiglu"}
+    out = model(h, gate)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, h.float() * F.silu(gate.float()), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", NEGATIVE)

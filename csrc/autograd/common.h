@@ -48,4 +48,17 @@ auto apply_or_call(const Op& op, std::initializer_list<Tensor> inputs, const Arg
   return op.call(args...);
 }
 
+// op's kernel below autograd, and where one of inputs requires grad, the
+// forward's backward node recorded on its output (Forward::record).
+template <typename Forward, typename Op, typename... Args>
+Tensor call_and_record(const Op& op, std::initializer_list<Tensor> inputs, const Args&... args) {
+  const bool record = any_requires_grad(inputs);
+  Tensor out;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    out = op.call(args...);
+  }
+  return record ? Forward::record(std::move(out), args...) : out;
+}
+
 }  // namespace fused_acts::autograd

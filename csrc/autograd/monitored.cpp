@@ -1,8 +1,8 @@
 // The monitored forwards' autograd kernels. A monitored forward records its
-// plain forward's Function (plain.h): the same saved inputs
-// (Plain::save_inputs) and the same backward. stats and histogram, which its
-// kernel adds to, are not differentiable; their versions are bumped, as an
-// ATen in-place op bumps its output's.
+// plain forward's node (plain.h's Forward::record): the same saved inputs
+// and the same backward. stats and histogram, which its kernel adds to, are
+// not differentiable; their versions are bumped, as an ATen in-place op
+// bumps its output's.
 #include "plain.h"
 
 namespace fused_acts::autograd {
@@ -10,26 +10,16 @@ namespace {
 
 // The monitored op *kOp, whose arguments are Args... (its forward's) and then stats and histogram.
 template <typename Plain, const char* const* kOp, typename... Args>
-struct Monitored : torch::autograd::Function<Monitored<Plain, kOp, Args...>> {
+struct Monitored {
   static const auto& monitored_op() { return op_handle<Tensor(Args..., const Tensor&, const Tensor&), kOp>(); }
-  static Tensor forward(AutogradContext* ctx, Args... args, const Tensor& stats, const Tensor& histogram) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    Plain::save_inputs(ctx, args...);
-    return monitored_op().call(args..., stats, histogram);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list input_grads = Plain::backward(ctx, std::move(grads));
-    input_grads.resize(input_grads.size() + 2);
-    return input_grads;
-  }
   static Tensor call(Args... args, const Tensor& stats, const Tensor& histogram) {
+    const bool record = (requires_grad(args) || ...);
     Tensor out;
-    if ((requires_grad(args) || ...)) {
-      out = Monitored::apply(args..., stats, histogram);
-    } else {
+    {
       at::AutoDispatchBelowADInplaceOrView guard;
       out = monitored_op().call(args..., stats, histogram);
     }
+    if (record) out = Plain::record(std::move(out), args...);
     torch::autograd::increment_version(stats);
     torch::autograd::increment_version(histogram);
     return out;

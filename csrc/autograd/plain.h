@@ -1,20 +1,23 @@
 // The plain ops' autograd, in C++ so that a call costs what an ATen op's
 // does. A call that needs no gradient goes straight to the backend kernel;
-// one that does records a torch::autograd::Function whose backward is the
-// op's fused backward op. The backward ops are differentiable in turn
-// (double backward, to any order): their first-derivative terms run the
-// fused ops, f'' is second_derivatives.h. 16-bit inputs compute those terms
-// in float and round once. The monitored forwards record these Functions too
+// a forward that does records a node of its own (forward_node.h) whose
+// backward is the op's fused backward op. The backward ops are
+// differentiable in turn (double backward, to any order), through
+// torch::autograd::Functions: their first-derivative terms run the fused
+// ops, f'' is second_derivatives.h. 16-bit inputs compute those terms in
+// float and round once. The monitored forwards record the same nodes
 // (monitored.cpp).
 #pragma once
 
 #include "../op_list.h"
 #include "common.h"
+#include "forward_node.h"
 #include "second_derivatives.h"
 
 #include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/library.h>
 
+#include <array>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -88,17 +91,13 @@ struct PlainAutograd<Op, Unary, std::tuple<P...>> : AutogradBase<Op, P...> {
   static const auto& forward_op() { return op_handle<Tensor(const Tensor&, P...), &Op::kName>(); }
   static const auto& backward_op() { return op_handle<Tensor(const Tensor&, const Tensor&, P...), &Op::kBackward>(); }
 
-  struct Forward : torch::autograd::Function<Forward> {
-    static void save_inputs(AutogradContext* ctx, const Tensor& x, P... params) { F::save(ctx, {x}, params...); }
-    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params) {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      save_inputs(ctx, x, params...);
-      return forward_op().call(x, params...);
+  // The forward's backward node (forward_node.h): grad·f'(x), by the backward op.
+  struct Forward {
+    static variable_list backward(const Tensor& grad, const std::array<Tensor, 1>& saved, const Owned<P>&... params) {
+      return {backward_op().call(grad, saved[0], params...)};
     }
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-      const Tensor x = ctx->get_saved_variables()[0];
-      return std::apply([&](const auto&... p) { return F::with_param_grads({backward_op().call(grads[0], x, p...)}); },
-                        F::saved_params(ctx));
+    static Tensor record(Tensor out, const Tensor& x, P... params) {
+      return ForwardNode<Forward, 1, Owned<P>...>::record(std::move(out), Op::kBackward, {Owned<P>(params)...}, x);
     }
   };
 
@@ -124,7 +123,7 @@ struct PlainAutograd<Op, Unary, std::tuple<P...>> : AutogradBase<Op, P...> {
   };
 
   static Tensor forward(const Tensor& x, P... params) {
-    return apply_or_call<Forward>(forward_op(), {x}, x, params...);
+    return call_and_record<Forward>(forward_op(), {x}, x, params...);
   }
   static Tensor backward(const Tensor& grad, const Tensor& x, P... params) {
     return apply_or_call<Backward>(backward_op(), {grad, x}, grad, x, params...);
@@ -194,44 +193,25 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
     return grads;
   }
 
-  struct Forward : torch::autograd::Function<Forward> {
-    static void save_inputs(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
-      F::save(ctx, {gate, up}, params...);
+  // The forwards' backward nodes (forward_node.h), by the backward ops.
+  struct Forward {
+    static variable_list backward(const Tensor& grad, const std::array<Tensor, 2>& saved, const Owned<P>&... params) {
+      auto [grad_gate, grad_up] = backward_op().call(grad, saved[0], saved[1], params...);
+      return {grad_gate, grad_up};
     }
-    static Tensor forward(AutogradContext* ctx, const Tensor& gate, const Tensor& up, P... params) {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      save_inputs(ctx, gate, up, params...);
-      return forward_op().call(gate, up, params...);
-    }
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-      const variable_list saved = ctx->get_saved_variables();
-      return std::apply(
-          [&](const auto&... p) {
-            auto [grad_gate, grad_up] = backward_op().call(grads[0], saved[0], saved[1], p...);
-            return F::with_param_grads({grad_gate, grad_up});
-          },
-          F::saved_params(ctx));
+    static Tensor record(Tensor out, const Tensor& gate, const Tensor& up, P... params) {
+      return ForwardNode<Forward, 2, Owned<P>...>::record(std::move(out), Op::kBackward, {Owned<P>(params)...}, gate, up);
     }
   };
 
-  struct PackedForward : torch::autograd::Function<PackedForward> {
-    static void save_inputs(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
-      F::save(ctx, {x}, params...);
-      save_layout(ctx, interleaved, up_first);
+  struct PackedForward {
+    static variable_list backward(const Tensor& grad, const std::array<Tensor, 1>& saved, const Owned<P>&... params,
+                                  bool interleaved, bool up_first) {
+      return {packed_backward_op().call(grad, saved[0], params..., interleaved, up_first)};
     }
-    static Tensor forward(AutogradContext* ctx, const Tensor& x, P... params, bool interleaved, bool up_first) {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      save_inputs(ctx, x, params..., interleaved, up_first);
-      return packed_forward_op().call(x, params..., interleaved, up_first);
-    }
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-      const Tensor x = ctx->get_saved_variables()[0];
-      const auto [interleaved, up_first] = saved_layout(ctx);
-      return std::apply(
-          [&](const auto&... p) {
-            return with_packed_param_grads({packed_backward_op().call(grads[0], x, p..., interleaved, up_first)});
-          },
-          F::saved_params(ctx));
+    static Tensor record(Tensor out, const Tensor& x, P... params, bool interleaved, bool up_first) {
+      return ForwardNode<PackedForward, 1, Owned<P>..., bool, bool>::record(
+          std::move(out), Op::kPackedBackward, {Owned<P>(params)..., interleaved, up_first}, x);
     }
   };
 
@@ -282,7 +262,7 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
   };
 
   static Tensor forward(const Tensor& gate, const Tensor& up, P... params) {
-    return apply_or_call<Forward>(forward_op(), {gate, up}, gate, up, params...);
+    return call_and_record<Forward>(forward_op(), {gate, up}, gate, up, params...);
   }
   static Pair backward(const Tensor& grad, const Tensor& gate, const Tensor& up, P... params) {
     if (any_requires_grad({grad, gate, up})) {
@@ -293,7 +273,7 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
     return backward_op().call(grad, gate, up, params...);
   }
   static Tensor packed_forward(const Tensor& x, P... params, bool interleaved, bool up_first) {
-    return apply_or_call<PackedForward>(packed_forward_op(), {x}, x, params..., interleaved, up_first);
+    return call_and_record<PackedForward>(packed_forward_op(), {x}, x, params..., interleaved, up_first);
   }
   static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved, bool up_first) {
     return apply_or_call<PackedBackward>(packed_backward_op(), {grad, x}, grad, x, params..., interleaved, up_first);
