@@ -200,7 +200,8 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
       return {grad_gate, grad_up};
     }
     static Tensor record(Tensor out, const Tensor& gate, const Tensor& up, P... params) {
-      return ForwardNode<Forward, 2, Owned<P>...>::record(std::move(out), Op::kBackward, {Owned<P>(params)...}, gate, up);
+      return ForwardNode<Forward, 2, Owned<P>...>::record(std::move(out), Op::kBackward, {Owned<P>(params)...}, gate,
+                                                          up);
     }
   };
 
