@@ -99,8 +99,8 @@ def _traced_graph(module, method_name, specialised, device_type):
     constants = {k: v for k, v in after.items() if k not in before and k.startswith("_fused_acts_tensor_constant")}
     if after.keys() - constants.keys() != before.keys() or any(after[k] is not v for k, v in before.items()):
         return None
-    for node in reversed(tracer.facts):
-        if node.graph is graph and not node.users:
+    for node in dict.fromkeys(tracer.facts):  # a condition before the facts it read
+        if not node.users:
             graph.erase_node(node)
     return graph, tracer, constants
 
