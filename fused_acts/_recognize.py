@@ -150,6 +150,8 @@ class _Rewriter:
             found = activation_of(act_node, self.modules)
             if up_bounds is None or found is None or found[0].name not in ("silu", "swish"):
                 continue
+            if act_node.op == "call_module":  # its eager fallback would be the module, on the unclamped gate
+                continue
             act, clamped_gate, act_inner = found
             gate_bounds = clamp_of(clamped_gate)
             if gate_bounds is None or gate_bounds[1] is not None:

@@ -276,3 +276,32 @@ def test_other_branches_on_inputs_leave_the_forward_alone():
     model = DtypeBranch()
     assert fused_acts.patch(model) == {}
     assert type(model) is DtypeBranch
+
+
+class ClampedGate(nn.Module):
+    """GPT-OSS's clamped SwiGLU in MiniMax's words: halves, then clamps, swish and up + 1."""
+
+    def __init__(self, gate_limit=0.5, up_limit=0.5):  # limits the inputs reach
+        super().__init__()
+        self.proj = nn.Linear(DIM, 2 * HIDDEN)
+        self.swiglu_limit, self.up_limit = gate_limit, up_limit
+
+    def forward(self, x):
+        gate, up = self.proj(x).chunk(2, dim=-1)
+        gate = gate.clamp(max=self.swiglu_limit)
+        up = up.clamp(min=-self.up_limit, max=self.up_limit)
+        return (up + 1.0) * (gate * torch.sigmoid(gate * 1.702))
+
+
+def test_gpt_oss_clamped_swiglu_is_recognised_by_its_computation():
+    ops = {"clamped_swiglu_packed", "clamped_swiglu_packed_backward"}
+    assert_patched_matches(ClampedGate(), {"ClampedSwiGLU": 1}, ops, torch.randn(6, DIM))
+
+
+def test_a_clamped_product_of_another_function_is_not_the_clamped_op():
+    """Gate and up clamped at different limits: not GPT-OSS's function; only the swish is fused."""
+    model = ClampedGate(up_limit=0.25)
+    reference = copy.deepcopy(model)
+    assert fused_acts.patch(model) == {"QuickGELU": 1}
+    x = torch.randn(6, DIM)
+    torch.testing.assert_close(model(x), reference(x))
