@@ -99,6 +99,10 @@ def sample_inputs(form, device, dtype=torch.float32):
     return [(torch.randn(5, width, device=device, dtype=dtype) * 3).requires_grad_() for _ in range(count)]
 
 
+@pytest.mark.skipif(
+    torch.torch_version.TorchVersion(torch.__version__) < "2.14",
+    reason="the node implements torch 2.14's compiled-autograd interface (forward_node.h)",
+)
 @pytest.mark.parametrize("form", FORMS)
 def test_compiled_autograd_matches_eager(form, device):
     """The forwards' backward nodes (csrc/autograd/forward_node.h) run under

@@ -10,15 +10,29 @@
 
 #include "common.h"
 
+#include <c10/util/intrusive_ptr.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
+#include <torch/version.h>
+
+// The compiled-autograd interface this node implements is torch 2.14's;
+// built against an older torch, compiled autograd refuses the node (as
+// Node's defaults do) and everything else works.
+#define FUSED_ACTS_COMPILED_AUTOGRAD \
+  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 14))
+#if FUSED_ACTS_COMPILED_AUTOGRAD
 #include <torch/csrc/dynamo/compiled_autograd.h>
+#endif
+
+#include <memory>
+#include <mutex>
 
 #include <array>
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -33,16 +47,19 @@ struct ForwardNode final : torch::autograd::Node {
   std::string name() const override { return name_; }
 
   void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
     for (auto& saved : saved_) saved.reset_data();
   }
 
   variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
     if (!grads[0].defined()) return variable_list(num_outputs());
     std::array<Tensor, kSaved> saved;
     for (size_t i = 0; i < kSaved; ++i) saved[i] = saved_[i].unpack();
     return std::apply([&](const auto&... params) { return Backward::backward(grads[0], saved, params...); }, params_);
   }
 
+#if FUSED_ACTS_COMPILED_AUTOGRAD
   void compiled_args(torch::dynamo::autograd::CompiledNodeArgs& args) const override {
     for (const auto& saved : saved_) args.collect(saved, /*is_output=*/false);
     std::apply([&](const auto&... params) { (args.collect(params), ...); }, params_);
@@ -81,14 +98,14 @@ struct ForwardNode final : torch::autograd::Node {
                        [&](const auto&... params) { return Backward::backward(grads[0], saved, params...); });
   }
 
+#endif
+
   // out's history: this node, which saves inputs (the forward's tensors, in
   // order) and gives their gradients.
   template <typename... Inputs>
   static Tensor record(Tensor out, const char* name, std::tuple<Params...> params, const Inputs&... inputs) {
     static_assert(sizeof...(Inputs) == kSaved);
-    auto node =
-        std::apply([&](auto&&... p) { return c10::make_intrusive<ForwardNode>(name, std::forward<decltype(p)>(p)...); },
-                   std::move(params));
+    auto node = std::apply([&](auto&&... p) { return make(name, std::forward<decltype(p)>(p)...); }, std::move(params));
     node->set_next_edges(torch::autograd::collect_next_edges(inputs...));
     size_t i = 0;
     ((node->saved_[i++] = torch::autograd::SavedVariable(inputs, /*is_output=*/false)), ...);
@@ -97,6 +114,17 @@ struct ForwardNode final : torch::autograd::Node {
   }
 
  private:
+  // Nodes are owned by intrusive pointers in newer torch (2.14 here), by
+  // shared ones in older.
+  template <typename... Args>
+  static auto make(Args&&... args) {
+    if constexpr (std::is_base_of_v<c10::intrusive_ptr_target, ForwardNode>) {
+      return c10::make_intrusive<ForwardNode>(std::forward<Args>(args)...);
+    } else {
+      return std::shared_ptr<ForwardNode>(new ForwardNode(std::forward<Args>(args)...));
+    }
+  }
+
   template <size_t... I, typename Fn>
   static variable_list params_from(const std::vector<c10::IValue>& args, std::index_sequence<I...>, Fn&& fn) {
     return fn(args[kSaved + I].template to<Params>()...);
