@@ -48,15 +48,16 @@ auto apply_or_call(const Op& op, std::initializer_list<Tensor> inputs, const Arg
   return op.call(args...);
 }
 
-// op's kernel below autograd, and where one of inputs requires grad, the
-// forward's backward node recorded on its output (Forward::record).
-template <typename Forward, typename Op, typename... Args>
-Tensor call_and_record(const Op& op, std::initializer_list<Tensor> inputs, const Args&... args) {
-  const bool record = any_requires_grad(inputs);
+// call() below autograd and, where one of the forward's args requires grad,
+// its backward node recorded on the output (Forward::record(out, args...)):
+// the plain forwards call their op, the monitored ones theirs.
+template <typename Forward, typename Call, typename... Args>
+Tensor call_and_record(Call&& call, const Args&... args) {
+  const bool record = (requires_grad(args) || ...);
   Tensor out;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    out = op.call(args...);
+    out = call();
   }
   return record ? Forward::record(std::move(out), args...) : out;
 }

@@ -13,13 +13,7 @@ template <typename Plain, const char* const* kOp, typename... Args>
 struct Monitored {
   static const auto& monitored_op() { return op_handle<Tensor(Args..., const Tensor&, const Tensor&), kOp>(); }
   static Tensor call(Args... args, const Tensor& stats, const Tensor& histogram) {
-    const bool record = (requires_grad(args) || ...);
-    Tensor out;
-    {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      out = monitored_op().call(args..., stats, histogram);
-    }
-    if (record) out = Plain::record(std::move(out), args...);
+    Tensor out = call_and_record<Plain>([&] { return monitored_op().call(args..., stats, histogram); }, args...);
     torch::autograd::increment_version(stats);
     torch::autograd::increment_version(histogram);
     return out;

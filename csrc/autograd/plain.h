@@ -123,7 +123,7 @@ struct PlainAutograd<Op, Unary, std::tuple<P...>> : AutogradBase<Op, P...> {
   };
 
   static Tensor forward(const Tensor& x, P... params) {
-    return call_and_record<Forward>(forward_op(), {x}, x, params...);
+    return call_and_record<Forward>([&] { return forward_op().call(x, params...); }, x, params...);
   }
   static Tensor backward(const Tensor& grad, const Tensor& x, P... params) {
     return apply_or_call<Backward>(backward_op(), {grad, x}, grad, x, params...);
@@ -263,7 +263,7 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
   };
 
   static Tensor forward(const Tensor& gate, const Tensor& up, P... params) {
-    return call_and_record<Forward>(forward_op(), {gate, up}, gate, up, params...);
+    return call_and_record<Forward>([&] { return forward_op().call(gate, up, params...); }, gate, up, params...);
   }
   static Pair backward(const Tensor& grad, const Tensor& gate, const Tensor& up, P... params) {
     if (any_requires_grad({grad, gate, up})) {
@@ -274,7 +274,8 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
     return backward_op().call(grad, gate, up, params...);
   }
   static Tensor packed_forward(const Tensor& x, P... params, bool interleaved, bool up_first) {
-    return call_and_record<PackedForward>(packed_forward_op(), {x}, x, params..., interleaved, up_first);
+    return call_and_record<PackedForward>([&] { return packed_forward_op().call(x, params..., interleaved, up_first); },
+                                          x, params..., interleaved, up_first);
   }
   static Tensor packed_backward(const Tensor& grad, const Tensor& x, P... params, bool interleaved, bool up_first) {
     return apply_or_call<PackedBackward>(packed_backward_op(), {grad, x}, grad, x, params..., interleaved, up_first);
