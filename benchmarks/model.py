@@ -4,6 +4,7 @@ step (forward with the loss, backward), the bytes it keeps for backward and,
 on CUDA, its peak memory; a prefill; greedy decode with the KV cache, in
 tokens per second, and whether its tokens are eager's."""
 
+import dataclasses
 import inspect
 import math
 from dataclasses import dataclass
@@ -68,18 +69,9 @@ def config(name, s):
     """name's transformers config at shape s's sizes."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
-    sizes = Sizes(
-        vocab=s.vocab,
-        hidden=s.hidden,
-        intermediate=s.intermediate,
-        layers=s.layers,
-        heads=s.heads,
-        kv_heads=s.kv_heads,
-        experts=s.experts,
-        experts_per_token=s.experts_per_token,
-        expert_intermediate=s.expert_intermediate,
-        positions=None,
-    )
+    # Shape names its sizes as Sizes does; positions stay the config's default.
+    shared = {f.name: getattr(s, f.name) for f in dataclasses.fields(Sizes) if f.name != "positions"}
+    sizes = Sizes(**shared, positions=None)
     return tiny_config(name, sizes, **({"sliding_window": max(1, s.seq // 2)} if name == "gpt_oss" else {}))
 
 

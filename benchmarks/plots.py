@@ -50,26 +50,22 @@ def speedup_heatmaps(plt, fused, title):
         if any(r.op == op and r.dtype == dtype for r in fused)
     ]
     cell = {(r.op, r.dtype, tuple(r.shape), r.workload): r for r in fused}
-    values = [
-        getattr(cell[key], f"speedup_vs_{vs}") if key in cell else math.nan
-        for vs in rivals
-        for key in ((op, dtype, size, m) for m in workloads for op, dtype in labels for size in sizes)
-    ]
-    finite = [v for v in values if v > 0 and math.isfinite(v)]
+    panels = [(m, vs) for m in workloads for vs in rivals]
+    grids = {
+        (m, vs): [
+            [getattr(cell[key], f"speedup_vs_{vs}") if key in cell else math.nan for key in row]
+            for row in ([(op, dtype, size, m) for size in sizes] for op, dtype in labels)
+        ]
+        for m, vs in panels
+    }
+    finite = [v for grid in grids.values() for row in grid for v in row if v > 0 and math.isfinite(v)]
     spread = max(2.0, *(max(v, 1 / v) for v in finite)) if finite else 2.0
     norm = LogNorm(1 / spread, spread)
-    panels = [(m, vs) for m in workloads for vs in rivals]
     fig, axes = plt.subplots(
         1, len(panels), figsize=(1.2 + 2.4 * len(panels), 1.2 + 0.22 * len(labels)), squeeze=False, sharey=True
     )
     for ax, (m, vs) in zip(axes[0], panels):
-        grid = [
-            [
-                getattr(cell[(op, dtype, size, m)], f"speedup_vs_{vs}") if (op, dtype, size, m) in cell else math.nan
-                for size in sizes
-            ]
-            for op, dtype in labels
-        ]
+        grid = grids[(m, vs)]
         image = ax.imshow(grid, cmap="RdBu", norm=norm, aspect="auto")
         for y, row in enumerate(grid):
             for x, v in enumerate(row):

@@ -31,26 +31,18 @@ def _runs_fused(t):
     return isinstance(t, torch.Tensor) and t.dtype in _FLOATING and (t.is_cpu or t.is_cuda)
 
 
-def _fusable(gate, up):
-    """Whether a gated op takes gate and up without changing eager's result
-    (no broadcast, no dtype promotion)."""
-    return (
-        _runs_fused(gate)
-        and isinstance(up, torch.Tensor)
-        and gate.dtype == up.dtype
-        and gate.shape == up.shape
-        and gate.device == up.device
-    )
-
-
-def _widened_up(gate, up):
-    """up in gate's dtype, where eager's act(gate) * up widens up to it
-    exactly (a bfloat16 h times a float32 silu(gate): gated RMSNorm), else None."""
-    if not (_runs_fused(gate) and isinstance(up, torch.Tensor) and up.dtype in _FLOATING and up.dtype != gate.dtype):
+def _fused_up(gate, up):
+    """up as a gated op takes it beside gate without changing eager's result,
+    else None: up itself where the two match (no broadcast, no dtype
+    promotion), or up widened to gate's dtype where eager's act(gate) * up
+    widens it exactly (a bfloat16 h times a float32 silu(gate): gated RMSNorm)."""
+    if not (_runs_fused(gate) and isinstance(up, torch.Tensor)) or gate.shape != up.shape or gate.device != up.device:
         return None
-    if torch.promote_types(gate.dtype, up.dtype) != gate.dtype or gate.shape != up.shape or gate.device != up.device:
-        return None
-    return up.to(gate.dtype)
+    if up.dtype == gate.dtype:
+        return up
+    if up.dtype in _FLOATING and torch.promote_types(gate.dtype, up.dtype) == gate.dtype:
+        return up.to(gate.dtype)
+    return None
 
 
 def _eager_act(act, eager_module):
@@ -126,11 +118,9 @@ def unary(act, x):
 
 def gated_product(op, act, gate, up, eager_module=None):
     """act(gate) * up, as one fused op where gate and up allow it."""
-    if _fusable(gate, up):
-        return gated(op, gate, up)
-    widened = _widened_up(gate, up)
-    if widened is not None:
-        return gated(op, gate, widened)
+    fused_up = _fused_up(gate, up)
+    if fused_up is not None:
+        return gated(op, gate, fused_up)
     return _eager_product(act, gate, up, eager_module)
 
 
@@ -143,11 +133,9 @@ def packed_product(op, act, x, halves, eager_module=None):
 
 def down_of_gated(op, act, down_proj, gate, up, recompute, eager_module=None):
     """down_proj(act(gate) * up), recomputing h in backward where recompute allows."""
-    if _fusable(gate, up):
-        return gated_down(op, down_proj, gate, up, recompute)
-    widened = _widened_up(gate, up)
-    if widened is not None:
-        return gated_down(op, down_proj, gate, widened, recompute)
+    fused_up = _fused_up(gate, up)
+    if fused_up is not None:
+        return gated_down(op, down_proj, gate, fused_up, recompute)
     return down_proj(_eager_product(act, gate, up, eager_module))
 
 

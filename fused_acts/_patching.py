@@ -101,10 +101,10 @@ def swap_activations(model):
     return swaps
 
 
-def runs(parent, child_name):
-    """Whether parent's forward (or an MoE experts' _apply_gate) is known to
-    call its child child_name: the method traces, and calls it."""
-    return any(child_name in (called_modules(parent, method) or ()) for method in ("forward", "_apply_gate"))
+def called_children(parent):
+    """The names of the children that parent's forward (or an MoE experts'
+    _apply_gate) is known to call: the method traces, and calls them."""
+    return set().union(*(called_modules(parent, method) or () for method in ("forward", "_apply_gate")))
 
 
 def patch_unpatched(model):

@@ -64,6 +64,20 @@ def build(name, dtype=torch.float32):
     return model, ids
 
 
+def train_losses(model, ids, steps):
+    """The loss at each of steps AdamW steps on ids, in training mode."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def loss_and_grads(model, ids):
     model.zero_grad(set_to_none=True)
     out = model(input_ids=ids, labels=ids)
@@ -135,15 +149,7 @@ def test_patched_model_close_in_bfloat16(name):
 def test_patched_model_trains(name):
     model, ids = build(name)
     fused_acts.patch(model)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_losses(model, ids, steps=8)
     assert losses[-1] < losses[0] * 0.9, losses
 
 
@@ -205,15 +211,7 @@ def test_recompute_keeps_only_input_gate_and_up(name):
 def test_recompute_trains_and_compiles():
     model, ids = build("llama")
     fused_acts.patch(model, recompute=True)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(4):
-        optimizer.zero_grad()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_losses(model, ids, steps=4)
     assert losses[-1] < losses[0] * 0.95, losses
     mlp = model.model.layers[0].mlp
     torch._dynamo.reset()
