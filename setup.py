@@ -41,9 +41,15 @@ ROOT = Path(__file__).parent.resolve()
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 # Each extension's files: one per variant for autograd, one per kind of op
 # for the kernels (csrc/cpu/unary.cpp says why), the slowest first.
-AUTOGRAD = ["csrc/schemas.cpp", "csrc/autograd/plain.cpp", "csrc/autograd/monitored.cpp", "csrc/autograd/quantized.cpp"]
-CUDA_KERNELS = ["csrc/cuda/gated.cu", "csrc/cuda/unary.cu"]
-CPU_KERNELS = ["csrc/cpu/gated.cpp", "csrc/cpu/unary.cpp"]
+AUTOGRAD = [
+    "csrc/schemas.cpp",
+    "csrc/autograd/plain.cpp",
+    "csrc/autograd/monitored.cpp",
+    "csrc/autograd/quantized.cpp",
+    "csrc/autograd/xielu.cpp",
+]
+CUDA_KERNELS = ["csrc/cuda/gated.cu", "csrc/cuda/unary.cu", "csrc/cuda/xielu.cpp"]
+CPU_KERNELS = ["csrc/cpu/gated.cpp", "csrc/cpu/unary.cpp", "csrc/cpu/xielu.cpp"]
 
 
 def _cpu_levels_module():

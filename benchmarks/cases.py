@@ -35,12 +35,40 @@ def eager_gpt_oss_gate(gate_up, alpha=1.702, limit=7.0):
     return (up + 1) * glu
 
 
+def eager_deepseek_v4_gate(gate, up, limit=10.0):
+    """DeepSeek-V4's clamped SwiGLU (its experts' _apply_gate, on the halves), as transformers writes it."""
+    return F.silu(gate.clamp(max=limit)) * up.clamp(min=-limit, max=limit)
+
+
 def eager_glu(gate, value):
     return value * torch.sigmoid(gate)
 
 
 def eager_reglu(gate, up):
     return F.relu(gate) * up
+
+
+_XIELU_COEFFICIENTS = {}
+
+
+def xielu_coefficients(device, dtype):
+    """Apertus's initial coefficients, through their softplus (0.8 and 0.8), 0-dim, and its eps,
+    made once per device and dtype (a dict, which torch.compile traces, not a functools cache)."""
+    key = (device, dtype)
+    if key not in _XIELU_COEFFICIENTS:
+        _XIELU_COEFFICIENTS[key] = tuple(torch.tensor(v, device=device, dtype=dtype) for v in (0.8, 0.8, -1e-6))
+    return _XIELU_COEFFICIENTS[key]
+
+
+def fused_xielu(x):
+    alpha_p, alpha_n, _ = xielu_coefficients(x.device, x.dtype)
+    return fused_acts.xielu(x, alpha_p, alpha_n)
+
+
+def eager_xielu(x):
+    """transformers' XIELUActivation._xielu_python, past the softplus of its parameters."""
+    alpha_p, alpha_n, eps = xielu_coefficients(x.device, x.dtype)
+    return torch.where(x > 0, alpha_p * x * x + 0.5 * x, (torch.expm1(torch.min(x, eps)) - x) * alpha_n + 0.5 * x)
 
 
 def packed(eager_gated):
@@ -55,6 +83,7 @@ CASES = {
     "quick_gelu": Case(lambda x: fused_acts.swish(x, 1.702), lambda x: x * torch.sigmoid(1.702 * x), "unary"),
     "mish": Case(fused_acts.mish, F.mish, "unary"),
     "relu_squared": Case(fused_acts.relu_squared, lambda x: torch.square(F.relu(x)), "unary"),
+    "xielu": Case(fused_xielu, eager_xielu, "unary"),
     "swiglu": Case(fused_acts.swiglu, eager_swiglu, "gated"),
     "swiglu_packed": Case(fused_acts.swiglu, packed(eager_swiglu), "packed"),
     "geglu": Case(fused_acts.geglu, eager_geglu, "gated"),
@@ -62,6 +91,11 @@ CASES = {
     "glu": Case(lambda gate, value: fused_acts.glu(value, gate), eager_glu, "gated"),
     "glu_packed": Case(fused_acts.glu, lambda x: F.glu(x, dim=-1), "packed"),
     "reglu": Case(fused_acts.reglu, eager_reglu, "gated"),
+    "clamped_swiglu_deepseek_v4": Case(
+        lambda x: fused_acts.clamped_swiglu(x, alpha=1.0, limit=10.0, up_offset=0.0),
+        packed(eager_deepseek_v4_gate),
+        "packed",
+    ),
     "clamped_swiglu_interleaved": Case(
         lambda x: fused_acts.clamped_swiglu(x, interleaved=True), eager_gpt_oss_gate, "packed"
     ),

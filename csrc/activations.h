@@ -55,13 +55,15 @@ struct SwishAct {
 };
 
 // GPT-OSS's gate: swish(min(x, limit)) with β = alpha. Its up enters as
-// clamp(up, −limit, limit) + 1 (gated_up below). Both clamps select, so nan
-// stays nan. Their gradients are torch's clamp's: 0 past a limit, at nan and
-// at a limit itself (the minimum-norm subgradient, as torch 2.14 gives it;
-// older releases gave 1 there).
+// clamp(up, −limit, limit) + up_offset (gated_up below): GPT-OSS adds 1,
+// DeepSeek-V4 (α = 1) nothing. Both clamps select, so nan stays nan. Their
+// gradients are torch's clamp's: 0 past a limit, at nan and at a limit
+// itself (the minimum-norm subgradient, as torch 2.14 gives it; older
+// releases gave 1 there).
 struct ClampedSwishAct {
   double alpha;
   double limit;
+  double up_offset;
 
   template <typename scalar_t, typename T>
   C10_HOST_DEVICE T forward(T x) const {
@@ -73,7 +75,9 @@ struct ClampedSwishAct {
   }
   template <typename T>
   C10_HOST_DEVICE T up(T u) const {
-    return Math<T>::where(u > T(limit), T(limit), Math<T>::where(u < T(-limit), T(-limit), u)) + T(1);
+    const T clamped = Math<T>::where(u > T(limit), T(limit), Math<T>::where(u < T(-limit), T(-limit), u));
+    // Adding 0 would turn −0 into +0, and the product's sign with it.
+    return up_offset == 0 ? clamped : clamped + T(up_offset);
   }
   template <typename T>
   C10_HOST_DEVICE T up_backward(T dy, T u) const {
@@ -268,6 +272,50 @@ struct MishAct {
     const T slope = r * (w + T(4) * x * n * (n + T(1)) * r);
     // Past the cap mish' is 1; x·0 keeps eager's nan at +inf.
     return dy * Math<T>::where(x <= T(kCap), slope, T(1) + x * T(0));
+  }
+};
+
+// xIELU (Apertus): αp·x² + β·x above 0, else αn·(expm1(min(x, ε)) − x) + β·x,
+// with αp and αn the coefficients after their softplus, as eager computes
+// them. Its gradients to αp and αn are coefficient_slopes summed (ops/xielu.h).
+// min(x, ε)'s gradient is halved where x = ε, as torch.minimum's is.
+struct XieluAct {
+  double alpha_p;
+  double alpha_n;
+  double beta;
+  double eps;
+
+  template <typename T>
+  C10_HOST_DEVICE T negative_part(T x) const {
+    return Math<T>::expm1(Math<T>::min(x, T(eps))) - x;
+  }
+  template <typename scalar_t, typename T>
+  C10_HOST_DEVICE T forward(T x) const {
+    using M = Math<T>;
+    // x·(αp·x + β): one rounding fewer than αp·x² + β·x. nan takes the
+    // negative side, where β·x keeps it nan.
+    return M::where(x > T(0), x * M::fma(T(alpha_p), x, T(beta)), M::fma(T(alpha_n), negative_part(x), T(beta) * x));
+  }
+  template <typename scalar_t, typename T>
+  C10_HOST_DEVICE T backward(T dy, T x) const {
+    using M = Math<T>;
+    // expm1(min(x, ε))': e^x below ε, e^ε/2 at it, 0 above; nan stays nan.
+    const T e = M::exp(M::min(x, T(eps)));
+    const T slope_of_min = M::where(x > T(eps), T(0), M::where(x == T(eps), T(0.5) * e, e));
+    const T positive = M::fma(T(2 * alpha_p), x, T(beta));
+    // x·0: eager's nan at −inf, where its masked positive side gives 0·inf.
+    const T negative = M::fma(x, T(0), M::fma(T(alpha_n), slope_of_min - T(1), T(beta)));
+    return dy * M::where(x > T(0), positive, negative);
+  }
+  // ∂f/∂αp and ∂f/∂αn at x: x² and 0 above 0, else 0 and the negative part;
+  // the 0s are x·0, for eager's nan at ±inf (0·inf on the masked side).
+  template <typename T>
+  C10_HOST_DEVICE void coefficient_slopes(T x, T& d_alpha_p, T& d_alpha_n) const {
+    using M = Math<T>;
+    const auto positive = x > T(0);
+    const T masked = x * T(0);
+    d_alpha_p = M::where(positive, x * x, masked);
+    d_alpha_n = M::where(positive, masked, negative_part(x));
   }
 };
 

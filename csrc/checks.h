@@ -54,6 +54,15 @@ inline void check_same(const char* op, const char* a_name, const at::Tensor& a, 
   check_same_device(op, a_name, a, b_name, b);
 }
 
+// A coefficient of x's activation (xIELU's alpha_p, alpha_n): one
+// floating element, on x's device.
+inline void check_coefficient(const char* op, const char* arg, const at::Tensor& t, const char* x_name,
+                              const at::Tensor& x) {
+  check_floating(op, arg, t);
+  TORCH_CHECK_VALUE(t.numel() == 1, op, ": ", arg, " must have one element, got shape ", shape_str(t.sizes()));
+  check_same_device(op, arg, t, x_name, x);
+}
+
 // How a packed x holds gate and up, as the messages name it.
 inline const char* packed_layout_name(bool interleaved, bool up_first) {
   if (interleaved) return up_first ? "up and gate interleaved" : "gate and up interleaved";

@@ -117,4 +117,20 @@ struct GatedBackwardUpFirst : GatedBackward<Act, scalar_t> {
   }
 };
 
+// in: grad_out, x. out: grad_x; and, for the engine to sum over every element
+// (elementwise_sums), the terms of the gradients of act's kSums
+// coefficients: grad_out·∂f/∂c (activations.h's coefficient_slopes).
+template <typename Act, typename scalar_t>
+struct CoefficientBackward : UnaryBackward<Act, scalar_t> {
+  static constexpr int kSums = 2;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(const T* in, T* out, T* terms) const {
+    UnaryBackward<Act, scalar_t>::operator()(in, out);
+    T d_first, d_second;
+    this->act.coefficient_slopes(in[1], d_first, d_second);
+    terms[0] = in[0] * d_first;
+    terms[1] = in[0] * d_second;
+  }
+};
+
 }  // namespace fused_acts

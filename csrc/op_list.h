@@ -95,16 +95,20 @@ struct SwishBeta {
   }
 };
 
-// GPT-OSS's alpha (any finite float) and limit (positive).
+// GPT-OSS's alpha (any finite float), limit (positive) and up_offset (any
+// finite float; DeepSeek-V4's form is alpha 1, up_offset 0).
 struct ClampedSwishParams {
-  static constexpr const char* kSchema = ", float alpha=1.702, float limit=7.0";
-  using Params = std::tuple<double, double>;
+  static constexpr const char* kSchema = ", float alpha=1.702, float limit=7.0, float up_offset=1.0";
+  using Params = std::tuple<double, double, double>;
   template <typename Fn>
-  static decltype(auto) with_act(const char* op, Fn&& fn, double alpha, double limit) {
+  static decltype(auto) with_act(const char* op, Fn&& fn, double alpha, double limit, double up_offset) {
     check_finite(op, "alpha", alpha);
     check_positive(op, "limit", limit);
-    return fn(ClampedSwishAct{alpha, limit});
+    check_finite(op, "up_offset", up_offset);
+    return fn(ClampedSwishAct{alpha, limit, up_offset});
   }
+  // The params at which second_derivatives.h's unit_up serves.
+  static Params unit_params(double alpha, double limit, double) { return {alpha, limit, 1.0}; }
 };
 
 // One type per op, for the templates that define and register it. The names

@@ -74,6 +74,12 @@ void define_schemas(torch::Library& m, Op, Gated) {
 TORCH_LIBRARY(fused_acts, m) {
   for_each_op([&](auto op) { define_schemas(m, op, typename decltype(op)::Kind{}); });
   define(m, "quantize", "quantize", "quantized", "separate", std::string("(Tensor x") + kQuantizedSchema);
+  // xIELU (ops/xielu.h): coefficients that are tensors, and a backward that
+  // gives their gradients too, so it is not an op_list.h family.
+  const std::string xielu_params = "Tensor alpha_p, Tensor alpha_n, float beta=0.5, float eps=-1e-6";
+  define(m, "xielu", "xielu", "forward", "separate", "(Tensor x, " + xielu_params + ") -> Tensor");
+  define(m, "xielu_backward", "xielu", "backward", "separate",
+         "(Tensor grad, Tensor x, " + xielu_params + ") -> (Tensor, Tensor, Tensor)");
 }
 
 }  // namespace fused_acts

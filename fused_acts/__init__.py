@@ -17,6 +17,7 @@ from .ops import (
     silu,
     swiglu,
     swish,
+    xielu,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "clamped_swiglu",
     "glu",
     "reglu",
+    "xielu",
     "quantize",
     "Quantized",
     "nn",

@@ -48,3 +48,14 @@ def module_activation(module):
     if type(module).__module__.startswith("transformers."):
         return _HF_ACTIVATIONS.get(type(module).__name__)
     return None
+
+
+def fused_with_parameters(module):
+    """The fused twin of an activation module with parameters, holding the
+    same parameters and buffers, or None: transformers' XIELUActivation
+    (Apertus), without hooks. Its CUDA extension path, where installed, is
+    the same function."""
+    if type(module).__module__.startswith("transformers.") and type(module).__name__ == "XIELUActivation":
+        if not has_hooks(module):
+            return fnn.XIELU.sharing(module)
+    return None

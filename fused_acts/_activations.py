@@ -29,9 +29,18 @@ class Activation:
     up: Callable | None = None  # up(u, *params): what the gated product multiplies by, where not u itself
 
 
-def _clamped_swish(gate, alpha, limit):
+def _clamped_swish(gate, alpha, limit, up_offset):
     clamped = gate.clamp(max=limit)
     return clamped * torch.sigmoid(clamped * alpha)
+
+
+def _clamped_silu(gate, alpha, limit, up_offset):
+    return F.silu(gate.clamp(max=limit))
+
+
+def _clamped_up(up, alpha, limit, up_offset):
+    clamped = up.clamp(-limit, limit)
+    return clamped + up_offset if up_offset else clamped
 
 
 ACTIVATIONS = {
@@ -42,10 +51,11 @@ ACTIVATIONS = {
     "relu_squared": Activation(lambda x: torch.square(torch.relu(x)), "relu_squared", None, "ReLUSquared"),
     "sigmoid": Activation(torch.sigmoid, None, "glu", "Sigmoid"),
     "relu": Activation(torch.relu, None, "reglu", "ReLU"),
-    # GPT-OSS's gate: swish_alpha(min(g, limit)), times (clamp(u, -limit, limit) + 1).
-    "clamped_swish": Activation(
-        _clamped_swish, None, "clamped_swiglu", "ClampedSwish", lambda u, alpha, limit: u.clamp(-limit, limit) + 1
-    ),
+    # The clamped SwiGLUs, params (alpha, limit, up_offset): GPT-OSS's gate,
+    # swish_alpha(min(g, limit)), times clamp(u, -limit, limit) + 1; and
+    # DeepSeek-V4's, silu(min(g, limit)), times clamp(u, -limit, limit).
+    "clamped_swish": Activation(_clamped_swish, None, "clamped_swiglu", "ClampedSwish", _clamped_up),
+    "clamped_silu": Activation(_clamped_silu, None, "clamped_swiglu", "ClampedSiLU", _clamped_up),
 }
 
 # What patch() counts a fused gated site as, by its op family.

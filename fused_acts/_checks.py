@@ -186,6 +186,8 @@ PARAM_CHECKS = {
     "beta": lambda op, beta: check_finite(op, "beta", beta),
     "alpha": lambda op, alpha: check_finite(op, "alpha", alpha),
     "limit": lambda op, limit: check_positive(op, "limit", limit),
+    "up_offset": lambda op, up_offset: check_finite(op, "up_offset", up_offset),
+    "eps": lambda op, eps: check_finite(op, "eps", eps),
     "interleaved": lambda op, interleaved: None,
     "up_first": lambda op, up_first: None,
     # The quantized format, checked after the tensors (check_quantized).
@@ -197,9 +199,31 @@ PARAM_CHECKS = {
 }
 
 
+def check_coefficient(op, arg, t, x_name, x):
+    check_floating(op, arg, t)
+    if t.numel() != 1:
+        raise ValueError(f"{op}: {arg} must have one element, got shape {list(t.shape)}")
+    if t.device != x.device:
+        raise RuntimeError(f"{op}: {arg} and {x_name} must be on the same device, got {t.device} and {x.device}")
+
+
+def check_xielu(op, by_name):
+    """xielu's and xielu_backward's checks (csrc/ops/xielu.h), in their order."""
+    x = by_name["x"]
+    if op.backward:
+        check_same(op.check_name, "grad", by_name["grad"], "x", x)
+    check_floating(op.check_name, "x", x)
+    for arg in ("alpha_p", "alpha_n"):
+        check_coefficient(op.check_name, arg, by_name[arg], "x", x)
+    for param in ("beta", "eps"):
+        check_finite(op.check_name, param, by_name[param])
+
+
 def check_call(op, by_name):
     """Every check that op's kernel makes on its arguments (by name), in the
     kernel's order: params first, then the tensors."""
+    if op.kind == "xielu":
+        return check_xielu(op, by_name)
     name = op.check_name
     for param in op.params:
         PARAM_CHECKS[param](name, by_name[param])

@@ -20,6 +20,8 @@ def _empty_outputs(op, args):
         return _empty_quantized(op, args)
     if op.kind == "unary":
         return [args["x"].new_empty(args["x"].shape)]
+    if op.kind == "xielu":
+        return [args[name].new_empty(args[name].shape) for name in ("x", "alpha_p", "alpha_n")][: op.num_outputs]
     if op.kind == "gated":
         return [args["gate"].new_empty(args["gate"].shape), args["up"].new_empty(args["up"].shape)][: op.num_outputs]
     x = args["x"]

@@ -59,7 +59,11 @@ class OpInfo:
 
     @cached_property
     def kind(self):
-        """ "unary", "gated" (separate gate and up) or "packed" (one gate‖up tensor)."""
+        """ "unary", "gated" (separate gate and up), "packed" (one gate‖up
+        tensor), or "xielu" (x and tensor coefficients, whose gradients its
+        backward gives too)."""
+        if self.family == "xielu":
+            return "xielu"
         if self.layout == "packed":
             return "packed"
         return "gated" if "gate" in self.tensors else "unary"

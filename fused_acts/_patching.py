@@ -4,7 +4,7 @@ experts' gate, _experts.py); an activation module, by swapping it for its
 fused twin. And back."""
 
 from . import nn as fnn
-from ._activation_modules import QUICK_GELU_BETA, module_activation
+from ._activation_modules import QUICK_GELU_BETA, fused_with_parameters, module_activation
 from ._activations import ACTIVATIONS
 from ._experts import experts_gate_methods
 from ._traced import called_modules, fused_methods
@@ -91,7 +91,7 @@ def swap_activations(model):
             if getattr(child, ORIGINAL, None) is not None:
                 continue
             act = module_activation(child)
-            fused = act and _fused_module(act)
+            fused = (act and _fused_module(act)) or fused_with_parameters(child)
             if fused is None or type(fused) is type(child):
                 continue
             fused.train(child.training)

@@ -33,7 +33,7 @@ from . import _fused_calls
 from ._activation_modules import QUICK_GELU_BETA
 from ._activations import ACTIVATIONS, Act, gated_op
 from ._recompute import has_hooks
-from ._spellings import activation_of, arg_of, clamp_of, is_call_of, mul_factors, plus_one
+from ._spellings import activation_of, arg_of, clamp_of, is_call_of, mul_factors, plus_constant
 
 
 def _example(node):
@@ -142,15 +142,17 @@ class _Rewriter:
             return self.emit_gated(mul, act, act_node, gate, up, inner)
 
     def clamped_swiglu(self, factors):
-        """GPT-OSS's gate: (clamp(u, -limit, limit) + 1) * swish_alpha(clamp(g, max=limit)),
-        however named: (act, act_node, g, u, inner), else None."""
-        for act_node, offset in (factors, factors[::-1]):
-            clamped_up = plus_one(offset)
+        """The clamped SwiGLUs, however named: GPT-OSS's,
+        (clamp(u, -limit, limit) + 1) * swish_alpha(clamp(g, max=limit)), with
+        any constant for the 1, and DeepSeek-V4's,
+        silu(clamp(g, max=limit)) * clamp(u, -limit, limit). (act, act_node,
+        g, u, inner), else None."""
+        for act_node, up_side in (factors, factors[::-1]):
+            offset = plus_constant(up_side)
+            clamped_up, up_offset = offset if offset is not None else (up_side, 0.0)
             up_bounds = clamp_of(clamped_up)
             found = activation_of(act_node, self.modules)
             if up_bounds is None or found is None or found[0].name not in ("silu", "swish"):
-                continue
-            if act_node.op == "call_module":  # its eager fallback would be the module, on the unclamped gate
                 continue
             act, clamped_gate, act_inner = found
             gate_bounds = clamp_of(clamped_gate)
@@ -161,18 +163,22 @@ class _Rewriter:
             alpha = act.params[0] if act.params else 1.0
             if limit != gate_bounds[2] or low != -limit or not (0 < limit < math.inf) or not math.isfinite(alpha):
                 continue
-            inner = (*act_inner, clamped_gate, offset, clamped_up)
-            single_use = (act_node, *act_inner, offset, clamped_up)
+            up_nodes = (up_side, clamped_up) if offset is not None else (clamped_up,)
+            inner = (*act_inner, clamped_gate, *up_nodes)
+            single_use = (act_node, *act_inner, *up_nodes)
             if any(len(n.users) != 1 for n in single_use) or not self.only_used_by(clamped_gate, single_use):
                 continue
             if _cannot_match(gate, up, self.modules):
                 continue
-            return Act("clamped_swish", (float(alpha), float(limit))), act_node, gate, up, inner
+            name = "clamped_silu" if act.name == "silu" else "clamped_swish"
+            return Act(name, (float(alpha), float(limit), float(up_offset))), act_node, gate, up, inner
         return None
 
     def emit_gated(self, mul, act, act_node, gate, up, inner):
         consumed = (act_node, *inner)
-        eager = lambda r: r.eager_module(act_node)  # noqa: E731
+        # A clamped form's eager is its formula: its module would see the unclamped gate.
+        clamped = ACTIVATIONS[act.name].up is not None
+        eager = lambda r: None if clamped else r.eager_module(act_node)  # noqa: E731
         down = next(iter(mul.users)) if len(mul.users) == 1 else None
         if not (self.module_sites and down is not None and self._is_call_of(down, mul)):
             down = None

@@ -28,11 +28,34 @@ def _register(op, register_sharding, Replicate, Shard):
     register_sharding(op.overload)(rule)
 
 
+def _register_xielu(op, register_sharding, Partial, Replicate, Shard):
+    """x (and grad) take any placement; the coefficients are replicated; the
+    coefficients' gradients, sums over x's elements, are Partial sums where
+    x is sharded."""
+
+    def rule(*args, **kwargs):
+        bound = op.bind(args, kwargs)
+        strategies = []
+        for placement in [Replicate(), *(Shard(d) for d in range(bound["x"].ndim))]:
+            inputs = [
+                placement if name in ("grad", "x") else Replicate() if name in op.tensors else None for name in bound
+            ]
+            summed = Replicate() if placement == Replicate() else Partial()
+            outputs = [placement, summed, summed] if op.backward else [placement]
+            strategies.append((outputs, inputs))
+        return strategies
+
+    register_sharding(op.overload)(rule)
+
+
 if torch.distributed.is_available():
-    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor import Partial, Replicate, Shard
     from torch.distributed.tensor.experimental import register_sharding
 
     for _op in OPS.values():
+        if _op.kind == "xielu":
+            _register_xielu(_op, register_sharding, Partial, Replicate, Shard)
+            continue
         # The in-place op: recompute calls it on plain tensors only. The
         # quantized: a per-tensor or per-row scale spans shards. The
         # monitored: their statistics are a plain tensor's.

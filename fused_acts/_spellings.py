@@ -4,6 +4,7 @@ graph: activation_of(node) says whether a node computes one, and which
 a GELU written out as its formula, ...), whatever the code's names.
 _recognize.py finds the sites around them."""
 
+import math
 import operator
 
 import torch
@@ -63,15 +64,15 @@ def clamp_of(node):
     return x, *bounds
 
 
-def plus_one(node):
-    """x where node is x + 1 (either order), else None."""
+def plus_constant(node):
+    """(x, c) where node is x + c for a finite number c (either order), else None."""
     if not isinstance(node, fx.Node):
         return None
     if not (is_call_of(node, (operator.add, torch.add), ("add",)) and len(node.args) == 2 and not node.kwargs):
         return None
-    for x, one in (node.args, node.args[::-1]):
-        if isinstance(x, fx.Node) and _is_number(one) and one == 1:
-            return x
+    for x, c in (node.args, node.args[::-1]):
+        if isinstance(x, fx.Node) and _is_number(c) and math.isfinite(c):
+            return x, c
     return None
 
 

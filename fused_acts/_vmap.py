@@ -35,10 +35,34 @@ def _register(op):
     torch.library.register_vmap(f"fused_acts::{op.name}", batched)
 
 
+def _register_xielu(op):
+    """x batched alone: the op on x as it is (its coefficients shared).
+    Otherwise (per-sample coefficients, or the backward, whose coefficient
+    gradients are per sample): one call per sample."""
+
+    def batched(info, in_dims, *args, **kwargs):
+        names = [a.name for a in op.schema.arguments][: len(args)]
+        dims = dict(zip(names, in_dims))
+        if not op.backward and dims["alpha_p"] is None and dims["alpha_n"] is None:
+            x = args[0].movedim(dims["x"], 0)
+            return op.overload(x, *args[1:], **kwargs), 0
+        samples = []
+        for i in range(info.batch_size):
+            sample = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
+            samples.append(op.overload(*sample, **kwargs))
+        if op.num_outputs == 1:
+            return torch.stack(samples), 0
+        return tuple(torch.stack(parts) for parts in zip(*samples)), (0,) * op.num_outputs
+
+    torch.library.register_vmap(f"fused_acts::{op.name}", batched)
+
+
 for _op in OPS.values():
     # The in-place op: only recompute's backward calls it, on its own tensor.
     # The quantized: a per-tensor scale spans the batch, so vmap's per-sample
     # fallback is what a batched call means.
     # The monitored: their statistics span the batch.
-    if not _op.inplace and not _op.quantized and not _op.monitored:
+    if _op.kind == "xielu":
+        _register_xielu(_op)
+    elif not _op.inplace and not _op.quantized and not _op.monitored:
         _register(_op)

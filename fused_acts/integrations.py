@@ -3,11 +3,12 @@
 patch(model) replaces, in place:
 - activation modules whose function is exactly one of ours: torch.nn.GELU,
   SiLU and Mish, and transformers' GELU (erf), gelu_new, gelu_pytorch_tanh,
-  gelu_fast, SiLU/swish, Mish, quick_gelu and relu2 activations;
+  gelu_fast, SiLU/swish, Mish, quick_gelu and relu2 activations; and
+  transformers' xIELU (Apertus), by a module holding its parameters;
 - every module's forward that computes a fused activation, recognised by
   its computation (_recognize.py) on the forward's torch.fx trace, with its
   submodules as leaves: act(gate) * up (SwiGLU, GeGLU, GLU, ReGLU, GPT-OSS's
-  clamped SwiGLU, separate or the halves of one tensor), F.glu, and the
+  and DeepSeek-V4's clamped SwiGLUs, separate or the halves of one tensor), F.glu, and the
   activations called as functions or written out as their formula (BLOOM's
   tanh-GELU). The module then runs that trace with the fused ops in, which
   fall back to eager's own computation wherever an input would make them
@@ -43,8 +44,9 @@ __all__ = ["patch", "unpatch"]
 
 def patch(model: nn.Module, recompute: bool = False) -> dict:
     """Swap in fused activations, in place. Returns what was replaced, counted
-    by kind: "GELU", "SiLU", "Mish", "QuickGELU", "Swish", "ReLUSquared" for
-    activations; "SwiGLU", "GeGLU", "GLU", "ReGLU" for gated products; and
+    by kind: "GELU", "SiLU", "Mish", "QuickGELU", "Swish", "ReLUSquared",
+    "XIELU" for activations; "SwiGLU", "GeGLU", "GLU", "ReGLU",
+    "ClampedSwiGLU" for gated products; and
     for MoE experts' gates "SwiGLUExperts", "GeGLUExperts",
     "ClampedSwiGLUExperts". An activation module swapped in a module whose
     forward does not trace, so that patch cannot tell whether it runs, is

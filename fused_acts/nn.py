@@ -1,6 +1,7 @@
 """Drop-in modules for the fused activations."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import ops
@@ -112,18 +113,80 @@ class ClampedSwiGLU(nn.Module):
     ``forward(x)`` alone takes a packed x, interleaved as GPT-OSS's experts
     store it where ``interleaved=True``."""
 
-    def __init__(self, alpha: float = 1.702, limit: float = 7.0, interleaved: bool = False):
+    def __init__(self, alpha: float = 1.702, limit: float = 7.0, interleaved: bool = False, up_offset: float = 1.0):
         super().__init__()
         name = type(self).__name__
         check_finite(name, "alpha", alpha)
         check_positive(name, "limit", limit)
-        self.alpha, self.limit, self.interleaved = alpha, limit, interleaved
+        check_finite(name, "up_offset", up_offset)
+        self.alpha, self.limit, self.interleaved, self.up_offset = alpha, limit, interleaved, up_offset
 
     def forward(self, gate: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
-        return ops.clamped_swiglu(gate, up, alpha=self.alpha, limit=self.limit, interleaved=self.interleaved)
+        return ops.clamped_swiglu(
+            gate, up, alpha=self.alpha, limit=self.limit, up_offset=self.up_offset, interleaved=self.interleaved
+        )
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, limit={self.limit}, interleaved={self.interleaved}"
+        return f"alpha={self.alpha}, limit={self.limit}, up_offset={self.up_offset}, interleaved={self.interleaved}"
+
+
+def _reread_constants(module, incompatible_keys):
+    module._read_constants()
+
+
+def _inverse_softplus(y, dtype):
+    return torch.log(torch.expm1(torch.tensor(y, dtype=dtype))).unsqueeze(0)
+
+
+class XIELU(nn.Module):
+    """xIELU (:func:`fused_acts.xielu`), with transformers' ``XIELUActivation``
+    parameters and buffers, by name: trainable ``alpha_p`` and ``alpha_n``
+    (the coefficients are ``softplus(alpha_p)`` and ``beta + softplus(alpha_n)``,
+    computed as transformers computes them), and ``beta`` and ``eps``. Its
+    result is eager's formula's, in the dtype eager's promotes to; a call
+    that eager would broadcast (a 0-dim x) or widen (x narrower than the
+    parameters) runs eager's formula."""
+
+    def __init__(self, alpha_p_init=0.8, alpha_n_init=0.8, beta=0.5, eps=-1e-6, dtype=torch.float32):
+        super().__init__()
+        self.alpha_p = nn.Parameter(_inverse_softplus(alpha_p_init, dtype))
+        self.alpha_n = nn.Parameter(_inverse_softplus(alpha_n_init - beta, dtype))
+        self.register_buffer("beta", torch.tensor(beta, dtype=dtype))
+        self.register_buffer("eps", torch.tensor(eps, dtype=dtype))
+        self._read_constants()
+        self.register_load_state_dict_post_hook(_reread_constants)
+
+    @classmethod
+    def sharing(cls, module: nn.Module) -> "XIELU":
+        """An XIELU holding module's own parameters and buffers (the same
+        tensors: an optimizer's references stay valid)."""
+        fused = cls.__new__(cls)
+        nn.Module.__init__(fused)
+        fused.alpha_p, fused.alpha_n = module.alpha_p, module.alpha_n
+        fused.register_buffer("beta", module.beta)
+        fused.register_buffer("eps", module.eps)
+        fused._read_constants()
+        fused.register_load_state_dict_post_hook(_reread_constants)
+        fused.train(module.training)
+        return fused
+
+    def _read_constants(self):
+        # The op takes beta and eps as numbers: read once, not per call (a GPU sync).
+        self._beta, self._eps = float(self.beta), float(self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha_p = F.softplus(self.alpha_p)
+        alpha_n = self.beta + F.softplus(self.alpha_n)
+        if x.dim() == 0 or torch.promote_types(x.dtype, alpha_p.dtype) != x.dtype or not (x.is_cpu or x.is_cuda):
+            return torch.where(
+                x > 0,
+                alpha_p * x * x + self.beta * x,
+                (torch.expm1(torch.min(x, self.eps)) - x) * alpha_n + self.beta * x,
+            )
+        return ops.xielu(x, alpha_p, alpha_n, self._beta, self._eps)
+
+    def extra_repr(self) -> str:
+        return f"beta={self._beta}, eps={self._eps:g}"
 
 
 class SwiGLUFFN(nn.Module):

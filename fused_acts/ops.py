@@ -21,6 +21,7 @@ __all__ = [
     "clamped_swiglu",
     "glu",
     "reglu",
+    "xielu",
     "quantize",
     "Quantized",
 ]
@@ -213,6 +214,7 @@ def clamped_swiglu(
     *,
     alpha: float = 1.702,
     limit: float = 7.0,
+    up_offset: float = 1.0,
     interleaved: bool = False,
     up_first: bool = False,
     out_dtype=None,
@@ -221,12 +223,13 @@ def clamped_swiglu(
     scale_dtype=torch.float32,
 ):
     """GPT-OSS's gated activation: with ``g = gate.clamp(max=limit)``,
-    ``(up.clamp(-limit, limit) + 1) * g * sigmoid(alpha * g)``. Separate or
-    packed as for :func:`swiglu`; GPT-OSS's experts pack it interleaved.
-    Gradients are eager's clamp's, the limits themselves passing."""
+    ``(up.clamp(-limit, limit) + up_offset) * g * sigmoid(alpha * g)``.
+    DeepSeek-V4's is ``alpha=1.0, up_offset=0.0``: ``silu(g) * up.clamp(-limit, limit)``.
+    Separate or packed as for :func:`swiglu`; GPT-OSS's experts pack it
+    interleaved. Gradients are eager's clamp's: 0 past a limit and at it."""
     if up is not None:
         _unpacked("clamped_swiglu", interleaved, up_first)
-    params = (alpha, limit)
+    params = (alpha, limit, up_offset)
     return _gated("clamped_swiglu", gate, up, params, interleaved, up_first, out_dtype, granularity, scale, scale_dtype)
 
 
@@ -271,3 +274,16 @@ def reglu(
     if up is not None:
         _unpacked("reglu", interleaved, up_first)
     return _gated("reglu", gate, up, (), interleaved, up_first, out_dtype, granularity, scale, scale_dtype)
+
+
+def xielu(
+    x: torch.Tensor, alpha_p: torch.Tensor, alpha_n: torch.Tensor, beta: float = 0.5, eps: float = -1e-6
+) -> torch.Tensor:
+    """xIELU (Apertus): ``alpha_p * x**2 + beta * x`` where ``x > 0``, else
+    ``alpha_n * (expm1(min(x, eps)) - x) + beta * x``. ``alpha_p`` and
+    ``alpha_n`` are one-element tensors, the coefficients as the formula uses
+    them (transformers' ``XIELUActivation`` keeps their inverse softplus, see
+    :class:`fused_acts.nn.XIELU`); the backward gives their gradients too,
+    summed in the pass that gives x's. The output has x's shape and dtype.
+    Not differentiable twice."""
+    return _ops.xielu(x, alpha_p, alpha_n, beta, eps)

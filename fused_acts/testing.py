@@ -113,6 +113,7 @@ _CONFIGS = {
         },
     ),
     "nemotron": ("NemotronConfig", _decoder),
+    "apertus": ("ApertusConfig", _decoder),
     "roberta": ("RobertaConfig", lambda s: {**_decoder(s), "pad_token_id": 1}),
     "bloom": (
         "BloomConfig",

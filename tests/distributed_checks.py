@@ -64,6 +64,25 @@ def check_dtensor(mesh, fn, num_inputs, placement):
         torch.testing.assert_close(grad.full_tensor(), expected_grad)
 
 
+def check_xielu_dtensor(mesh, placement):
+    """xielu on a DTensor x with replicated coefficients: forward, x's gradient
+    and the coefficients' (Partial sums where x is sharded) equal the full tensors'."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, dtype=torch.float64)
+    coefficients = [torch.tensor([0.8], dtype=torch.float64), torch.tensor([1.3], dtype=torch.float64)]
+    grad_out = torch.randn(6, 8, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (x, *coefficients)]
+    expected = fused_acts.xielu(*leaves)
+    expected_grads = torch.autograd.grad(expected, leaves, grad_out)
+    dleaves = [distribute(x, mesh, placement).detach().requires_grad_()]
+    dleaves += [distribute_tensor(c, mesh, [Replicate()]).detach().requires_grad_() for c in coefficients]
+    out = fused_acts.xielu(*dleaves)
+    grads = torch.autograd.grad(out, dleaves, distribute_tensor(grad_out, mesh, out.placements))
+    torch.testing.assert_close(out.full_tensor(), expected)
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad.full_tensor(), expected_grad)
+
+
 def grads_of(module, x, grad_out):
     """Output, input gradient and parameter gradients (as full tensors) of one forward+backward."""
     x = x.clone().requires_grad_()
@@ -159,6 +178,8 @@ def checks(mesh):
     for name, fn, num_inputs in forms():
         for label, placement in PLACEMENTS.items():
             yield f"dtensor-{name}-{label}", lambda fn=fn, n=num_inputs, p=placement: check_dtensor(mesh, fn, n, p)
+    for label, placement in PLACEMENTS.items():
+        yield f"dtensor-xielu-{label}", lambda p=placement: check_xielu_dtensor(mesh, p)
     yield "tp-swiglu_ffn-packed_style", lambda: check_swiglu_ffn_packed_style(mesh)
     yield "tp-swiglu_ffn-plain_colwise_refused", lambda: check_swiglu_ffn_plain_colwise_is_refused(mesh)
     yield "tp-patched_llama_mlp", lambda: check_patched_llama_mlp_tensor_parallel(mesh)

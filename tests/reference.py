@@ -107,6 +107,11 @@ def clamp(x, min=None, max=None):
     return torch.where(inside, x, x.clamp(min, max).detach())
 
 
+def deepseek_v4_gate(gate, up, limit=7.0):
+    """DeepSeek-V4's clamped SwiGLU (transformers' DeepseekV4MLP), on separate halves."""
+    return F.silu(clamp(gate, max=limit)) * clamp(up, min=-limit, max=limit)
+
+
 def gpt_oss_gate(gate, up, alpha=1.702, limit=7.0):
     """GPT-OSS's _apply_gate (transformers' GptOssExperts), on separate halves."""
     gate = clamp(gate, max=limit)
@@ -161,6 +166,12 @@ GATED = {
     "clamped_swiglu_limit_1": Case(
         lambda g, u=None, **kwargs: fused_acts.clamped_swiglu(g, u, alpha=1.5, limit=1.0, **kwargs),
         lambda g, u: rounded_once(lambda g, u: gpt_oss_gate(g, u, alpha=1.5, limit=1.0), g, u),
+        "clamped_swiglu",
+    ),
+    # DeepSeek-V4's form: no alpha, no offset; eager's own two roundings.
+    "clamped_swiglu_deepseek_v4": Case(
+        lambda g, u=None, **kwargs: fused_acts.clamped_swiglu(g, u, alpha=1.0, limit=2.0, up_offset=0.0, **kwargs),
+        lambda g, u: deepseek_v4_gate(g, u, limit=2.0),
         "clamped_swiglu",
     ),
     # glu(value, gate), packed value first by default, as F.glu: called here

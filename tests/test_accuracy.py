@@ -80,6 +80,7 @@ GATE_ACTIVATION = {
     "geglu": "gelu",
     "geglu_tanh": "gelu_tanh",
     "clamped_swiglu": "quick_gelu",
+    "clamped_swiglu_deepseek_v4": "silu",
     "glu": "sigmoid",
     "reglu": "relu",
 }
@@ -107,6 +108,8 @@ def gated_errors(fn, gate, up, dtype, name):
     gd, ud = gd.detach(), ud.detach()
     if name == "clamped_swiglu":
         ud, gd = clamp(ud, -7.0, 7.0) + 1, clamp(gd, max=7.0)
+    if name == "clamped_swiglu_deepseek_v4":
+        ud, gd = clamp(ud, -2.0, 2.0), clamp(gd, max=2.0)
     gate_scale = ud.abs() * ref_derivative_terms(GATE_ACTIVATION[name], gd)
     fwd = ulp_errors(out.detach(), ref.detach(), dtype)
     grad_gate = ulp_errors(grads[0], ref_grads[0], dtype, gate_scale)

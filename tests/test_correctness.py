@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import LAYOUTS, SHAPES, SPECIAL_VALUES, assert_close_scaled, grad_of, make_input, same_bits
-from reference import GATED, PACKINGS, UNARY, every_16_bit_pattern, gpt_oss_gate, split_packed
+from reference import GATED, PACKINGS, UNARY, deepseek_v4_gate, every_16_bit_pattern, gpt_oss_gate, split_packed
 
 import fused_acts
 from fused_acts import nn as fnn
@@ -229,8 +229,13 @@ MODULES = {
     "ReGLU": (fnn.ReGLU(), "ReGLU()", lambda x: F.relu(x[:, :5]) * x[:, 5:]),
     "ClampedSwiGLU": (
         fnn.ClampedSwiGLU(limit=1.0, interleaved=True),
-        "ClampedSwiGLU(alpha=1.702, limit=1.0, interleaved=True)",
+        "ClampedSwiGLU(alpha=1.702, limit=1.0, up_offset=1.0, interleaved=True)",
         lambda x: gpt_oss_gate(x[:, 0::2], x[:, 1::2], limit=1.0),
+    ),
+    "ClampedSwiGLU-DeepSeek-V4": (
+        fnn.ClampedSwiGLU(alpha=1.0, limit=1.0, up_offset=0.0),
+        "ClampedSwiGLU(alpha=1.0, limit=1.0, up_offset=0.0, interleaved=False)",
+        lambda x: deepseek_v4_gate(x[:, :5], x[:, 5:], limit=1.0),
     ),
 }
 

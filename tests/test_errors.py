@@ -122,6 +122,12 @@ def bad_inputs():
         "clamped_swiglu_backward: alpha must be finite, got inf",
     )
     yield (
+        "clamped_swiglu-up_offset",
+        lambda d: fused_acts.clamped_swiglu(rand(d, 3, 4), rand(d, 3, 4), up_offset=float("-inf")),
+        ValueError,
+        "clamped_swiglu: up_offset must be finite, got -inf",
+    )
+    yield (
         "clamped_swiglu_interleaved-odd",
         lambda d: fused_acts.clamped_swiglu(rand(d, 3, 5), interleaved=True),
         ValueError,
@@ -251,6 +257,8 @@ def test_clamped_swiglu_module_checks_its_params():
         fnn.ClampedSwiGLU(limit=0)
     with pytest.raises(ValueError, match="ClampedSwiGLU: alpha must be finite, got nan"):
         fnn.ClampedSwiGLU(alpha=float("nan"))
+    with pytest.raises(ValueError, match="ClampedSwiGLU: up_offset must be finite, got inf"):
+        fnn.ClampedSwiGLU(up_offset=float("inf"))
 
 
 def run_python(script, **variables):

@@ -45,9 +45,11 @@ MODELS = {
     "minimax_m3": ("minimax_m3_vl_text", "MiniMaxM3VLForCausalLM", {"ClampedSwiGLU": 2, "ClampedSwiGLUExperts": 2}),
     # A SwiGLU in float32, in the MLP and the experts.
     "beam": ("beam", "BeamForCausalLM", {"SwiGLU": 1, "SwiGLUExperts": 1, "SiLU": 2}),
-    # silu(clamp(gate)) * clamp(up): a SwiGLU of the clamped halves; the clamps stay.
-    "hy_v4": ("hy_v4", "HYV4ForCausalLM", {"SwiGLU": 2, "SwiGLUExperts": 1, "SiLU": 2}),
-    "deepseek_v4": ("deepseek_v4", "DeepseekV4ForCausalLM", {"SwiGLU": 2, "SwiGLUExperts": 2, "SiLU": 4}),
+    # silu(clamp(gate)) * clamp(up), clamps and all: the clamped SwiGLU without alpha or offset.
+    "hy_v4": ("hy_v4", "HYV4ForCausalLM", {"SwiGLU": 2, "ClampedSwiGLUExperts": 1, "SiLU": 2}),
+    "deepseek_v4": ("deepseek_v4", "DeepseekV4ForCausalLM", {"ClampedSwiGLU": 2, "ClampedSwiGLUExperts": 2, "SiLU": 4}),
+    # xIELU: its module swapped for the fused one, holding the same parameters.
+    "apertus": ("apertus", "ApertusForCausalLM", {"XIELU": 2}),
     # Its gated RMSNorm, and the MoE's experts and shared expert.
     "qwen3_next": ("qwen3_next", "Qwen3NextForCausalLM", {"SwiGLU": 3, "SwiGLUExperts": 2, "SiLU": 4}),
     # The MLP's gaussian top-k stays eager; its GeGLU is fused. The decoder
@@ -95,8 +97,8 @@ EXPERTS_OP = {
     "gpt_oss": "clamped_swiglu_packed",
     "minimax_m3": "clamped_swiglu_packed",
     "beam": "swiglu",
-    "hy_v4": "swiglu",
-    "deepseek_v4": "swiglu",
+    "hy_v4": "clamped_swiglu_packed",
+    "deepseek_v4": "clamped_swiglu_packed",
     "qwen3_next": "swiglu_packed",
 }
 

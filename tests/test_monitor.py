@@ -32,8 +32,9 @@ GATED_OPS = {
     "swiglu": ("swiglu", ()),
     "geglu": ("geglu", ("none",)),
     "geglu_tanh": ("geglu", ("tanh",)),
-    "clamped_swiglu": ("clamped_swiglu", (1.702, 7.0)),
-    "clamped_swiglu_limit_1": ("clamped_swiglu", (1.5, 1.0)),
+    "clamped_swiglu": ("clamped_swiglu", (1.702, 7.0, 1.0)),
+    "clamped_swiglu_limit_1": ("clamped_swiglu", (1.5, 1.0, 1.0)),
+    "clamped_swiglu_deepseek_v4": ("clamped_swiglu", (1.0, 1.0, 0.0)),
     "glu": ("glu", ()),
     "reglu": ("reglu", ()),
 }
@@ -491,7 +492,7 @@ def tiny_moe(kind):
     return tiny(kind, intermediate=48)
 
 
-@pytest.mark.parametrize("kind, activation", [("qwen3_moe", "swiglu"), ("gpt_oss", "clamped_swiglu(1.702, 7.0)")])
+@pytest.mark.parametrize("kind, activation", [("qwen3_moe", "swiglu"), ("gpt_oss", "clamped_swiglu(1.702, 7.0, 1.0)")])
 def test_moe_experts(kind, activation):
     """The experts' gate counts each (token, expert) row it runs, at the experts module."""
     torch.manual_seed(0)

@@ -18,6 +18,8 @@ PARAM_VALUES = {
     "beta": [1.0, 1.702],
     "alpha": [1.702],
     "limit": [7.0, 0.5],
+    "up_offset": [1.0, 0.0],
+    "eps": [-1e-6],
     "interleaved": [False, True],
     "up_first": [False, True],
     # The quantized ops' format: a row's scale and the tensor's.
@@ -44,6 +46,7 @@ def sample_args(op, params, device):
     params (positional; see sample_kwargs for the keyword-only ones)."""
     full, half = (4, 6), (4, 3)
     shapes = {"x": full, "gate": full, "up": full, "grad": half if op.kind == "packed" else full}
+    shapes.update(alpha_p=(1,), alpha_n=(1,))  # xielu's coefficients
     positional = params[: len(params) - len(keyword_params(op))]
     return (*(torch.randn(shapes[name], device=device) for name in op.tensors if name in shapes), *positional)
 
@@ -71,7 +74,7 @@ def sample_kwargs(op, params, device="cpu"):
 def test_every_op_family_is_tested():
     """A new entry in csrc/op_list.h fails here until the tests exercise it (reference.py)."""
     families = {op.family for op in FORWARD_OPS}
-    assert families == {case.family for case in (*UNARY.values(), *GATED.values())}
+    assert families == {case.family for case in (*UNARY.values(), *GATED.values())} | {"xielu"}  # test_xielu.py
 
 
 def test_the_exported_op_table_lists_every_registered_op():
@@ -112,9 +115,10 @@ def test_opcheck(op, params, device):
     # Inputs that require grad make opcheck test the autograd registration
     # too: the backward ops' own (double backward) included. The in-place
     # ops are not differentiable (test_inplace_ops_refuse_grad).
-    # The quantized ops refuse inputs that require grad (test_quantized.py).
+    # The quantized ops refuse inputs that require grad (test_quantized.py),
+    # and xielu_backward is not differentiable (test_xielu.py).
     args = sample_args(op, params, device)
-    if not op.inplace and not op.quantized:
+    if not op.inplace and not op.quantized and not (op.kind == "xielu" and op.backward):
         args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
     torch.library.opcheck(op.overload, args, sample_kwargs(op, params, device))
 

@@ -305,3 +305,51 @@ def test_a_clamped_product_of_another_function_is_not_the_clamped_op():
     assert fused_acts.patch(model) == {"QuickGELU": 1}
     x = torch.randn(6, DIM)
     torch.testing.assert_close(model(x), reference(x))
+
+
+class DeepSeekV4Gate(nn.Module):
+    """DeepSeek-V4's MLP: the clamped halves, silu (a module or a function), no alpha, no offset."""
+
+    def __init__(self, act=None, limit=0.5, up_offset=None):
+        super().__init__()
+        self.gate_proj, self.up_proj = nn.Linear(DIM, HIDDEN), nn.Linear(DIM, HIDDEN)
+        self.act_fn = act
+        self.limit, self.up_offset = limit, up_offset
+
+    def forward(self, x):
+        gate = self.gate_proj(x).clamp(max=self.limit)
+        up = self.up_proj(x).clamp(min=-self.limit, max=self.limit)
+        if self.up_offset is not None:
+            up = up + self.up_offset
+        act = self.act_fn(gate) if self.act_fn is not None else F.silu(gate)
+        return act * up
+
+
+@pytest.mark.parametrize(
+    "act, up_offset",
+    [(nn.SiLU(), None), (None, None), (None, 0.5)],
+    ids=["silu-module", "silu-function", "offset-0.5"],
+)
+def test_deepseek_v4_clamped_swiglu_is_one_op_clamps_included(act, up_offset):
+    ops = {"clamped_swiglu", "clamped_swiglu_backward"}
+    model = DeepSeekV4Gate(act, up_offset=up_offset)
+    counts = {"ClampedSwiGLU": 1, "SiLU": 1} if act is not None else {"ClampedSwiGLU": 1}
+    assert_patched_matches(model, counts, ops, torch.randn(6, DIM))
+
+
+@pytest.mark.parametrize("form", ["deepseek_v4", "gpt_oss"])
+def test_clamped_sites_fall_back_to_their_formula(form):
+    """Inputs the op does not take as they are (here float32 gate, float64 up) run eager's own expression."""
+    from fused_acts._activations import Act, gated_op
+    from fused_acts._fused_calls import gated_product
+
+    gate, up = torch.randn(40) * 3, torch.randn(40, dtype=torch.float64) * 3
+    if form == "deepseek_v4":
+        act = Act("clamped_silu", (1.0, 1.0, 0.0))
+        expected = F.silu(gate.clamp(max=1.0)) * up.clamp(-1.0, 1.0)
+    else:
+        act = Act("clamped_swish", (1.702, 1.0, 1.0))
+        g = gate.clamp(max=1.0)
+        expected = g * torch.sigmoid(g * 1.702) * (up.clamp(-1.0, 1.0) + 1)
+    got = gated_product(gated_op(act), act, gate, up)
+    assert got.dtype == torch.float64 and torch.equal(got, expected)

@@ -81,6 +81,21 @@ struct AutogradBase {
   }
 };
 
+template <typename Select, typename = void>
+struct HasUnitParams : std::false_type {};
+template <typename Select>
+struct HasUnitParams<Select, std::void_t<decltype(&Select::unit_params)>> : std::true_type {};
+
+// Select's params for unit_up's calls: its unit_params where it has them, else the params themselves.
+template <typename Select, typename... P>
+std::tuple<P...> unit_params(const P&... params) {
+  if constexpr (HasUnitParams<Select>::value) {
+    return Select::unit_params(params...);
+  } else {
+    return {params...};
+  }
+}
+
 template <typename Op, typename Kind = typename Op::Kind, typename Params = typename Op::Select::Params>
 struct PlainAutograd;
 
@@ -156,8 +171,12 @@ struct PlainAutograd<Op, Gated, std::tuple<P...>> : AutogradBase<Op, P...> {
                                                         const Tensor& grad_of_dgate, const Tensor& grad_of_dup,
                                                         const P&... params) {
     const Tensor unit = at::full_like(gate, F::unit_up(params...));
-    auto times_df = [&](const Tensor& v) { return std::get<0>(backward_op().call(v, gate, unit, params...)); };
-    auto times_f = [&](const Tensor& v) { return std::get<1>(backward_op().call(v, gate, unit, params...)); };
+    const auto unit_backward = [&](const Tensor& v) {
+      return std::apply([&](const auto&... q) { return backward_op().call(v, gate, unit, q...); },
+                        unit_params<typename Op::Select>(params...));
+    };
+    auto times_df = [&](const Tensor& v) { return std::get<0>(unit_backward(v)); };
+    auto times_f = [&](const Tensor& v) { return std::get<1>(unit_backward(v)); };
     const Tensor h = F::up_value(up, params...), slope = F::up_slope(up, params...);
     Tensor d_grad = times_df(grad_of_dgate * h) + times_f(grad_of_dup * slope);
     Tensor d_gate = times_df(grad_of_dup * grad * slope) + grad_of_dgate * grad * h * F::second(gate, params...);

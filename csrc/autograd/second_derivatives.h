@@ -68,7 +68,8 @@ inline at::Tensor second_derivative(ClampedSwishAct act, const at::Tensor& x) {
 
 // How a gated op's up enters its product (activations.h's gated_up), as
 // ATen ops, and its slope; and the up at which both are 1, where the fused
-// backward gives act and act' themselves.
+// backward gives act and act' themselves (for the clamped form, with its
+// offset taken as 1: up = 0 is then inside any limit).
 template <typename Act>
 at::Tensor up_value(Act, const at::Tensor& up) {
   return up;
@@ -82,7 +83,8 @@ double unit_up(Act) {
   return 1;
 }
 inline at::Tensor up_value(ClampedSwishAct act, const at::Tensor& up) {
-  return at::where(up > act.limit, act.limit, at::where(up < -act.limit, -act.limit, up)) + 1;
+  const at::Tensor clamped = at::where(up > act.limit, act.limit, at::where(up < -act.limit, -act.limit, up));
+  return act.up_offset == 0 ? clamped : clamped + act.up_offset;
 }
 inline at::Tensor up_slope(ClampedSwishAct act, const at::Tensor& up) {
   return at::logical_and(up > -act.limit, up < act.limit).to(up.scalar_type());

@@ -5,6 +5,7 @@
 #include "elementwise.h"
 #include "monitor.h"
 #include "quantize.h"
+#include "sums.h"
 
 namespace fused_acts {
 
@@ -13,6 +14,10 @@ struct CpuEngine {
   template <typename scalar_t, typename Args, typename Fn>
   static void elementwise(const Args& args, const Fn& fn) {
     cpu::elementwise<scalar_t>(args, fn);
+  }
+  template <typename scalar_t, typename Args, typename Fn>
+  static void elementwise_sums(const Args& args, const Fn& fn, double* sums) {
+    cpu::elementwise_sums<scalar_t>(args, fn, sums);
   }
   template <typename scalar_t, typename Args, typename Fn>
   static void quantize(const Args& args, const Fn& fn, at::ScalarType out_dtype, const QuantizeArgs& qa) {

@@ -17,6 +17,7 @@ struct Math<float> {
   static constexpr bool kDouble = false;
   static C10_HOST_DEVICE float exp(float x) { return ::expf(x); }
   static C10_HOST_DEVICE float erfc(float x) { return ::erfcf(x); }
+  static C10_HOST_DEVICE float expm1(float x) { return ::expm1f(x); }
   static C10_HOST_DEVICE float abs(float x) { return ::fabsf(x); }
   static C10_HOST_DEVICE float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
   static C10_HOST_DEVICE float fms(float a, float b, float c) { return ::fmaf(a, b, -c); }
@@ -77,6 +78,7 @@ struct Math<double> {
   static constexpr bool kDouble = true;
   static C10_HOST_DEVICE double exp(double x) { return ::exp(x); }
   static C10_HOST_DEVICE double erfc(double x) { return ::erfc(x); }
+  static C10_HOST_DEVICE double expm1(double x) { return ::expm1(x); }
   static C10_HOST_DEVICE double abs(double x) { return ::fabs(x); }
   static C10_HOST_DEVICE double fma(double a, double b, double c) { return ::fma(a, b, c); }
   static C10_HOST_DEVICE double fms(double a, double b, double c) { return ::fma(a, b, -c); }
