@@ -2,6 +2,7 @@
 torch's, fused_acts', and transformers' activation classes, by name, so
 that transformers stays optional."""
 
+import torch
 from torch import nn
 
 from . import nn as fnn
@@ -55,7 +56,10 @@ def fused_with_parameters(module):
     same parameters and buffers, or None: transformers' XIELUActivation
     (Apertus), without hooks. Its CUDA extension path, where installed, is
     the same function."""
-    if type(module).__module__.startswith("transformers.") and type(module).__name__ == "XIELUActivation":
-        if not has_hooks(module):
-            return fnn.XIELU.sharing(module)
-    return None
+    if not (type(module).__module__.startswith("transformers.") and type(module).__name__ == "XIELUActivation"):
+        return None
+    tensors = [getattr(module, name, None) for name in ("alpha_p", "alpha_n", "beta", "eps")]
+    # As transformers defines it: one-element parameters and 0-dim buffers, else left alone.
+    if has_hooks(module) or not all(isinstance(t, torch.Tensor) and t.numel() == 1 for t in tensors):
+        return None
+    return fnn.XIELU.sharing(module)

@@ -171,10 +171,16 @@ class XIELU(nn.Module):
         return fused
 
     def _read_constants(self):
-        # The op takes beta and eps as numbers: read once, not per call (a GPU sync).
-        self._beta, self._eps = float(self.beta), float(self.eps)
+        # The op takes beta and eps as numbers: read once, not per call (a GPU
+        # sync). A meta module's are read at its first call once materialized.
+        if self.beta.is_meta or self.eps.is_meta:
+            self._beta = self._eps = None
+        else:
+            self._beta, self._eps = float(self.beta), float(self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._beta is None:
+            self._read_constants()
         alpha_p = F.softplus(self.alpha_p)
         alpha_n = self.beta + F.softplus(self.alpha_n)
         if x.dim() == 0 or torch.promote_types(x.dtype, alpha_p.dtype) != x.dtype or not (x.is_cpu or x.is_cuda):
@@ -186,7 +192,7 @@ class XIELU(nn.Module):
         return ops.xielu(x, alpha_p, alpha_n, self._beta, self._eps)
 
     def extra_repr(self) -> str:
-        return f"beta={self._beta}, eps={self._eps:g}"
+        return f"beta={self._beta}, eps={self._eps}"
 
 
 class SwiGLUFFN(nn.Module):

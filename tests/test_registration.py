@@ -202,10 +202,15 @@ def test_vmap_under_autograd_and_compile(device, vmap_fallback_disabled):
     torch.testing.assert_close(compiled(x.detach()), fused_acts.mish(x.detach()), rtol=0, atol=0)
 
 
+# xIELU's coefficients, for its form in every_form: constants of the traced function.
+XIELU_COEFFICIENTS = (torch.tensor([0.8]), torch.tensor([1.3]))
+
+
 def every_form():
-    """(id, fn) for each unary activation, and each gated one separate and in each packing."""
+    """(id, fn) for each unary activation, xIELU, and each gated one separate and in each packing."""
     for name, case in UNARY.items():
         yield pytest.param(case.fused, id=name)
+    yield pytest.param(lambda x: fused_acts.xielu(x, *(c.to(x.device) for c in XIELU_COEFFICIENTS)), id="xielu")
     for name, case in GATED.items():
         yield pytest.param(lambda x, f=case.fused: f(*x.chunk(2, dim=-1)), id=name)
         for packing, layout in PACKINGS.items():

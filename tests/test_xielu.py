@@ -286,3 +286,18 @@ def test_module_keeps_eagers_broadcast_and_promotion(case):
     out = module(x)
     assert out.shape == expected.shape and out.dtype == expected.dtype
     assert torch.equal(out, expected)
+
+
+def test_patch_reaches_a_meta_module_that_is_materialized_later():
+    """patch on a module built on the meta device reads beta and eps once they are real."""
+    activations = pytest.importorskip("transformers.activations")
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(activations.XIELUActivation(dtype=torch.float32))
+    with torch.device("meta"):
+        model = torch.nn.Sequential(activations.XIELUActivation(dtype=torch.float32))
+    assert fused_acts.patch(model) == {"XIELU": 1}
+    model.to_empty(device="cpu")
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(4, 9)
+    assert type(model[0]) is fnn.XIELU
+    torch.testing.assert_close(model(x), reference(x))
