@@ -26,7 +26,7 @@ from ._recompute import can_recompute, gated_down, packed_gated_down
 _FLOATING = frozenset(FLOATING)
 
 
-def _runs_fused(t):
+def runs_fused(t):
     """Whether the kernels take t: a floating tensor on a device they run on."""
     return isinstance(t, torch.Tensor) and t.dtype in _FLOATING and (t.is_cpu or t.is_cuda)
 
@@ -36,7 +36,7 @@ def _fused_up(gate, up):
     else None: up itself where the two match (no broadcast, no dtype
     promotion), or up widened to gate's dtype where eager's act(gate) * up
     widens it exactly (a bfloat16 h times a float32 silu(gate): gated RMSNorm)."""
-    if not (_runs_fused(gate) and isinstance(up, torch.Tensor)) or gate.shape != up.shape or gate.device != up.device:
+    if not (runs_fused(gate) and isinstance(up, torch.Tensor)) or gate.shape != up.shape or gate.device != up.device:
         return None
     if up.dtype == gate.dtype:
         return up
@@ -80,7 +80,7 @@ def _halves_fit(shape, halves):
 
 
 def _packed_fusable(x, halves):
-    return _runs_fused(x) and _halves_fit(x.shape, halves)
+    return runs_fused(x) and _halves_fit(x.shape, halves)
 
 
 def _eager_halves(x, halves):
@@ -107,7 +107,7 @@ def _eager_packed(act, x, halves, up_first, eager_module):
 
 def unary(act, x):
     """act(x), as the fused unary op where x allows it."""
-    if _runs_fused(x):
+    if runs_fused(x):
         return _op_call.call(ACTIVATIONS[act.name].unary, (x, *act.params))
     return _eager_act(act, None)(x)
 
@@ -150,7 +150,7 @@ def down_of_projected(op, act, gate_up_proj, down_proj, x, halves, recompute, ea
     """down_proj(act(gate) * up) with gate and up the halves of gate_up_proj(x);
     with recompute, where the projections allow it, gate‖up is the fused
     function's own (_recompute.packed_gated_down)."""
-    if recompute and torch.is_grad_enabled() and can_recompute(gate_up_proj) and _runs_fused(x):
+    if recompute and torch.is_grad_enabled() and can_recompute(gate_up_proj) and runs_fused(x):
         weight = gate_up_proj.weight
         same_kind = x.dtype == weight.dtype and x.device == weight.device
         if same_kind and _halves_fit((*x.shape[:-1], weight.shape[0]), halves):

@@ -7,6 +7,7 @@ from torch import nn
 from . import ops
 from ._activations import GatedOp
 from ._checks import check_approximate, check_finite, check_positive
+from ._fused_calls import runs_fused
 from ._recompute import packed_gated_down
 
 
@@ -149,12 +150,12 @@ class XIELU(nn.Module):
 
     def __init__(self, alpha_p_init=0.8, alpha_n_init=0.8, beta=0.5, eps=-1e-6, dtype=torch.float32):
         super().__init__()
-        self.alpha_p = nn.Parameter(_inverse_softplus(alpha_p_init, dtype))
-        self.alpha_n = nn.Parameter(_inverse_softplus(alpha_n_init - beta, dtype))
-        self.register_buffer("beta", torch.tensor(beta, dtype=dtype))
-        self.register_buffer("eps", torch.tensor(eps, dtype=dtype))
-        self._read_constants()
-        self.register_load_state_dict_post_hook(_reread_constants)
+        self._hold(
+            nn.Parameter(_inverse_softplus(alpha_p_init, dtype)),
+            nn.Parameter(_inverse_softplus(alpha_n_init - beta, dtype)),
+            torch.tensor(beta, dtype=dtype),
+            torch.tensor(eps, dtype=dtype),
+        )
 
     @classmethod
     def sharing(cls, module: nn.Module) -> "XIELU":
@@ -162,13 +163,16 @@ class XIELU(nn.Module):
         tensors: an optimizer's references stay valid)."""
         fused = cls.__new__(cls)
         nn.Module.__init__(fused)
-        fused.alpha_p, fused.alpha_n = module.alpha_p, module.alpha_n
-        fused.register_buffer("beta", module.beta)
-        fused.register_buffer("eps", module.eps)
-        fused._read_constants()
-        fused.register_load_state_dict_post_hook(_reread_constants)
+        fused._hold(module.alpha_p, module.alpha_n, module.beta, module.eps)
         fused.train(module.training)
         return fused
+
+    def _hold(self, alpha_p, alpha_n, beta, eps):
+        self.alpha_p, self.alpha_n = alpha_p, alpha_n
+        self.register_buffer("beta", beta)
+        self.register_buffer("eps", eps)
+        self._read_constants()
+        self.register_load_state_dict_post_hook(_reread_constants)
 
     def _read_constants(self):
         # The op takes beta and eps as numbers: read once, not per call (a GPU
@@ -183,7 +187,7 @@ class XIELU(nn.Module):
             self._read_constants()
         alpha_p = F.softplus(self.alpha_p)
         alpha_n = self.beta + F.softplus(self.alpha_n)
-        if x.dim() == 0 or torch.promote_types(x.dtype, alpha_p.dtype) != x.dtype or not (x.is_cpu or x.is_cuda):
+        if x.dim() == 0 or not runs_fused(x) or torch.promote_types(x.dtype, alpha_p.dtype) != x.dtype:
             return torch.where(
                 x > 0,
                 alpha_p * x * x + self.beta * x,

@@ -39,12 +39,13 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad_in, const Tensor&
   const auto [x, alpha_p, alpha_n] = in_opmath(x_in, alpha_p_in, alpha_n_in);
   const Tensor grad = grad_in.to(x.scalar_type());
   const Tensor positive = x > 0;
-  const Tensor e = at::exp(at::clamp_max(x, eps));
+  const Tensor min_x = at::clamp_max(x, eps);
+  const Tensor e = at::exp(min_x);
   const Tensor slope_of_min = at::where(x > eps, 0, at::where(x == eps, 0.5 * e, e));
   // x·0: eager's nan at ±inf, as in activations.h's XieluAct.
   const Tensor masked = x * 0;
   const Tensor slope = at::where(positive, 2 * alpha_p * x + beta, alpha_n * (slope_of_min - 1) + beta + masked);
-  const Tensor negative_part = at::expm1(at::clamp_max(x, eps)) - x;
+  const Tensor negative_part = at::expm1(min_x) - x;
   const auto total = [](const Tensor& terms, const Tensor& like) {
     return at::sum(terms, at::kDouble).reshape(like.sizes()).to(like.scalar_type());
   };
